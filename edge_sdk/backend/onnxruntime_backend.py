@@ -1,0 +1,106 @@
+"""ONNX Runtime backend: CPU everywhere; TensorRT/CUDA execution providers when present."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from edge_sdk.backend.base import Backend, BackendInfo, dequantize, quantize
+from edge_sdk.errors import ArtifactError
+from edge_sdk.model.contract import ModelCard
+
+# Best first. TensorRT builds an engine from QDQ ONNX (explicit quantization) on first run.
+DEFAULT_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+
+_ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int8)": np.int8,
+              "tensor(uint8)": np.uint8}
+
+
+def open_session(
+    path: str | Path,
+    threads: int | None = None,
+    providers: Sequence[str] | None = None,
+    optimize: bool = True,
+):  # -> onnxruntime.InferenceSession (untyped: onnxruntime is imported lazily)
+    """Open an InferenceSession with a clear error for files that are not ONNX models."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    available = ort.get_available_providers()
+    chosen = [p for p in (providers or DEFAULT_PROVIDERS) if p in available] or ["CPUExecutionProvider"]
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=chosen)
+    except Exception as exc:  # onnxruntime raises several unrelated types for bad files
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ArtifactError(
+            f"{path}: not a readable ONNX model (truncated, corrupt or not ONNX): {first_line[:300]}"
+        ) from None
+
+
+class OnnxRuntimeBackend(Backend):
+    """Runs ``.onnx`` artifacts (FP32, or QDQ INT8) on ONNX Runtime."""
+
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        path: Path,
+        card: ModelCard,
+        threads: int | None = None,
+        providers: Sequence[str] | None = None,
+    ) -> None:
+        super().__init__(path, card)
+        import onnxruntime as ort
+
+        self._ort_version = ort.__version__
+        self._threads = threads
+        self.session = open_session(path, threads=threads, providers=providers)
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise ArtifactError(f"{path}: expected one image input, the model has {len(inputs)}")
+        self._input = inputs[0]
+        self._input_dtype = _ORT_TYPES.get(self._input.type)
+        if self._input_dtype is None:
+            raise ArtifactError(f"{path}: unsupported input type {self._input.type}")
+        outputs = {o.name: tuple(d if isinstance(d, int) else None for d in o.shape)
+                   for o in self.session.get_outputs()}
+        card.check_outputs(outputs, str(path))
+        self._output_names = list(card.output_tensors)
+
+    @property
+    def info(self) -> BackendInfo:
+        return BackendInfo(
+            backend=self.name,
+            runtime_version=self._ort_version,
+            device=self.session.get_providers()[0],
+            artifact=str(self.path),
+            precision=self.card.export.precision,
+            input_dtype=np.dtype(self._input_dtype).name,
+            layout=self.card.input.layout,
+            threads=self._threads,
+        )
+
+    def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        spec = self.card.input
+        x = batch if spec.layout == "NCHW" else batch.transpose(0, 2, 3, 1)
+        if np.issubdtype(self._input_dtype, np.integer):
+            assert spec.scale is not None and spec.zero_point is not None
+            x = quantize(x, spec.scale, spec.zero_point, self._input_dtype)
+        else:
+            x = x.astype(self._input_dtype, copy=False)
+        values = self.session.run(self._output_names, {self._input.name: np.ascontiguousarray(x)})
+        out = {}
+        for name, value in zip(self._output_names, values):
+            out[name] = value.astype(np.float32) if value.dtype != np.float32 else value
+        return out
+
+
+__all__ = ["OnnxRuntimeBackend", "open_session", "dequantize"]

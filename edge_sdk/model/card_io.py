@@ -1,0 +1,73 @@
+"""Reading a model card from an artifact: embedded ONNX metadata or a sidecar JSON."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from edge_sdk.errors import ArtifactError, ContractError
+from edge_sdk.model.contract import ONNX_METADATA_KEY, ModelCard, sidecar_path
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_sidecar(artifact: Path) -> ModelCard:
+    """Read ``<stem>.card.json`` beside ``artifact`` and verify the sha256 of every file it lists."""
+    card_path = sidecar_path(artifact)
+    source = str(card_path)
+    card = ModelCard.from_json(card_path.read_text(encoding="utf-8"), source)
+    if artifact.name not in card.files:
+        raise ContractError(
+            "files",
+            f"does not list {artifact.name!r}; add \"files\": {{\"{artifact.name}\": \"{sha256_file(artifact)}\"}} "
+            "after checking this is the file the card describes",
+            source,
+        )
+    for name, expected in card.files.items():
+        path = artifact.with_name(name)
+        if not path.is_file():
+            raise ContractError(f"files.{name}", f"file {path} is missing", source)
+        actual = sha256_file(path)
+        if actual != expected.lower():
+            raise ContractError(
+                f"files.{name}",
+                f"sha256 mismatch: card says {expected}, file {path} has {actual} "
+                "(the file changed or the card belongs to another file)",
+                source,
+            )
+    return card
+
+
+def read_onnx_metadata_card(artifact: Path) -> ModelCard:
+    """Read the card embedded in an ONNX file's metadata_props (via onnxruntime, no onnx package)."""
+    from edge_sdk.backend.onnxruntime_backend import open_session  # local: avoids a cycle
+
+    session = open_session(artifact, threads=1, optimize=False)
+    meta = session.get_modelmeta().custom_metadata_map
+    if ONNX_METADATA_KEY not in meta:
+        raise ArtifactError(
+            f"{artifact}: this ONNX file has no model card (metadata key '{ONNX_METADATA_KEY}') and no sidecar "
+            f"{sidecar_path(artifact).name}; write a card for it (see README, 'Cards for third-party models')"
+        )
+    return ModelCard.from_json(meta[ONNX_METADATA_KEY], f"{artifact} (embedded card)")
+
+
+def load_card(artifact: str | Path) -> ModelCard:
+    """The card of ``artifact``: its sidecar if present (hash-verified), else the embedded ONNX card."""
+    artifact = Path(artifact)
+    if not artifact.is_file():
+        raise ArtifactError(f"{artifact}: model file not found")
+    if sidecar_path(artifact).is_file():
+        return read_sidecar(artifact)
+    if artifact.suffix.lower() == ".onnx":
+        return read_onnx_metadata_card(artifact)
+    raise ArtifactError(
+        f"{artifact}: no model card; expected a sidecar {sidecar_path(artifact).name} next to it"
+    )

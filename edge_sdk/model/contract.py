@@ -1,0 +1,386 @@
+"""The model contract: a versioned, validated card that travels inside every artifact.
+
+A card says what a model expects (input size, layout, colour order, normalisation, dtype and
+int8 quantization) and what it returns (named heads with labels and the activation to apply),
+where it came from (provenance, incl. whether it is a synthetic demo) and how it was exported
+(target, precision, pruning). ONNX files embed it in ``metadata_props`` under
+:data:`ONNX_METADATA_KEY`; ``.tflite`` and OpenVINO ``.xml`` files carry a sidecar
+``<stem>.card.json`` that also records the sha256 of each file it describes.
+
+Every validation failure raises :class:`~edge_sdk.errors.ContractError` naming the field.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from edge_sdk.errors import ContractError
+
+CONTRACT_VERSION = "1.0"
+SUPPORTED_CONTRACT_VERSIONS = frozenset({"1.0"})
+ONNX_METADATA_KEY = "edge_sdk.card"
+SIDECAR_SUFFIX = ".card.json"
+
+HEAD_KINDS = ("au_occurrence", "au_intensity", "expression", "valence_arousal", "pain")
+ACTIVATIONS = ("none", "sigmoid", "softmax", "tanh", "clamp")
+LAYOUTS = ("NCHW", "NHWC")
+COLOR_ORDERS = ("RGB", "BGR")
+INPUT_DTYPES = ("float32", "float16", "int8", "uint8")
+PRECISIONS = ("fp32", "fp16", "int8")
+
+# PSPI (Prkachin & Solomon Pain Intensity) = AU4 + max(AU6, AU7) + max(AU9, AU10) + AU43.
+PSPI_AUS = ("AU4", "AU6", "AU7", "AU9", "AU10", "AU43")
+
+# The expression classes of the reference network, in its output order.
+EXPRESSION_LABELS = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt")
+
+
+def _require(data: dict[str, Any], key: str, path: str, source: str | None) -> Any:
+    if key not in data:
+        raise ContractError(f"{path}{key}", "is missing", source)
+    return data[key]
+
+
+def _check_choice(value: Any, choices: tuple[str, ...], field_name: str, source: str | None) -> str:
+    if value not in choices:
+        raise ContractError(field_name, f"got {value!r}, expected one of {', '.join(choices)}", source)
+    return value
+
+
+def _float_tuple(value: Any, length: int, field_name: str, source: str | None) -> tuple[float, ...]:
+    if not isinstance(value, (list, tuple)) or len(value) != length:
+        raise ContractError(field_name, f"expected a list of {length} numbers, got {value!r}", source)
+    try:
+        return tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ContractError(field_name, f"expected numbers, got {value!r}", source) from None
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the model's single image input expects.
+
+    ``mean``/``std`` apply to pixels scaled to [0, 1] in ``color_order``:
+    ``x = (pixel / 255 - mean) / std``. For an int8/uint8 input, ``scale``/``zero_point``
+    quantize that normalised value: ``q = round(x / scale) + zero_point``.
+    """
+
+    name: str
+    height: int
+    width: int
+    layout: str = "NCHW"
+    color_order: str = "RGB"
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    dtype: str = "float32"
+    scale: float | None = None
+    zero_point: int | None = None
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """The batch-1 input shape in this spec's layout."""
+        if self.layout == "NCHW":
+            return (1, 3, self.height, self.width)
+        return (1, self.height, self.width, 3)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str | None = None) -> InputSpec:
+        size = _require(data, "size", "input.", source)
+        if (
+            not isinstance(size, (list, tuple))
+            or len(size) != 2
+            or not all(isinstance(s, int) and s > 0 for s in size)
+        ):
+            raise ContractError("input.size", f"expected [height, width] as positive integers, got {size!r}", source)
+        dtype = _check_choice(data.get("dtype", "float32"), INPUT_DTYPES, "input.dtype", source)
+        scale, zero_point = data.get("scale"), data.get("zero_point")
+        if dtype in ("int8", "uint8") and (scale is None or zero_point is None):
+            raise ContractError("input.scale", f"an {dtype} input needs 'scale' and 'zero_point'", source)
+        std = _float_tuple(data.get("std", [1.0, 1.0, 1.0]), 3, "input.std", source)
+        if any(s == 0 for s in std):
+            raise ContractError("input.std", "must not contain 0", source)
+        return cls(
+            name=str(_require(data, "name", "input.", source)),
+            height=size[0],
+            width=size[1],
+            layout=_check_choice(data.get("layout", "NCHW"), LAYOUTS, "input.layout", source),
+            color_order=_check_choice(data.get("color_order", "RGB"), COLOR_ORDERS, "input.color_order", source),
+            mean=_float_tuple(data.get("mean", [0.0, 0.0, 0.0]), 3, "input.mean", source),  # type: ignore[arg-type]
+            std=std,  # type: ignore[arg-type]
+            dtype=dtype,
+            scale=None if scale is None else float(scale),
+            zero_point=None if zero_point is None else int(zero_point),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "size": [self.height, self.width],
+            "layout": self.layout,
+            "color_order": self.color_order,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "dtype": self.dtype,
+            "scale": self.scale,
+            "zero_point": self.zero_point,
+        }
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """One named output head.
+
+    ``output`` is the model tensor the head reads; ``columns`` optionally selects a
+    ``[start, stop)`` range of that tensor's last axis, for models that pack several heads
+    into one tensor (e.g. 8 expression logits + valence + arousal in one output).
+    """
+
+    name: str
+    kind: str
+    labels: tuple[str, ...]
+    activation: str = "none"
+    output: str = ""
+    columns: tuple[int, int] | None = None
+    clamp: tuple[float, float] | None = None
+
+    @property
+    def tensor(self) -> str:
+        """Name of the model output tensor this head reads."""
+        return self.output or self.name
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], index: int, source: str | None = None) -> HeadSpec:
+        where = f"heads[{index}]."
+        name = str(_require(data, "name", where, source))
+        where = f"heads[{index}] ({name})."
+        labels = data.get("labels")
+        if not isinstance(labels, (list, tuple)) or not labels or not all(isinstance(x, str) and x for x in labels):
+            raise ContractError(f"{where}labels", "must be a non-empty list of label strings", source)
+        if len(set(labels)) != len(labels):
+            raise ContractError(f"{where}labels", "contains duplicates", source)
+        kind = _check_choice(_require(data, "kind", where, source), HEAD_KINDS, f"{where}kind", source)
+        activation = _check_choice(data.get("activation", "none"), ACTIVATIONS, f"{where}activation", source)
+        clamp = data.get("clamp")
+        if activation == "clamp" and clamp is None:
+            raise ContractError(f"{where}clamp", "activation 'clamp' needs clamp: [low, high]", source)
+        columns = data.get("columns")
+        if columns is not None:
+            if (
+                not isinstance(columns, (list, tuple))
+                or len(columns) != 2
+                or not all(isinstance(c, int) for c in columns)
+                or columns[1] - columns[0] != len(labels)
+            ):
+                raise ContractError(
+                    f"{where}columns",
+                    f"expected [start, stop) spanning {len(labels)} columns (one per label), got {columns!r}",
+                    source,
+                )
+        return cls(
+            name=name,
+            kind=kind,
+            labels=tuple(labels),
+            activation=activation,
+            output=str(data.get("output", "")),
+            columns=None if columns is None else (int(columns[0]), int(columns[1])),
+            clamp=None if clamp is None else _float_tuple(clamp, 2, f"{where}clamp", source),  # type: ignore[arg-type]
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "name": self.name,
+            "kind": self.kind,
+            "labels": list(self.labels),
+            "activation": self.activation,
+            "output": self.tensor,
+        }
+        if self.columns is not None:
+            data["columns"] = list(self.columns)
+        if self.clamp is not None:
+            data["clamp"] = list(self.clamp)
+        return data
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where the weights came from. ``synthetic_demo`` marks weights trained on rendered faces."""
+
+    source: str
+    synthetic_demo: bool
+    training_data: str = ""
+    parent_sha256: str | None = None
+    license: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str | None = None) -> Provenance:
+        synthetic = _require(data, "synthetic_demo", "provenance.", source)
+        if not isinstance(synthetic, bool):
+            raise ContractError("provenance.synthetic_demo", f"expected true or false, got {synthetic!r}", source)
+        return cls(
+            source=str(_require(data, "source", "provenance.", source)),
+            synthetic_demo=synthetic,
+            training_data=str(data.get("training_data", "")),
+            parent_sha256=data.get("parent_sha256"),
+            license=data.get("license"),
+        )
+
+
+@dataclass(frozen=True)
+class ExportInfo:
+    """How this artifact was produced from its parent."""
+
+    target: str | None = None
+    precision: str = "fp32"
+    pruning_ratio: float = 0.0
+    calibration: dict[str, Any] | None = None
+    tool: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str | None = None) -> ExportInfo:
+        ratio = data.get("pruning_ratio", 0.0)
+        if not isinstance(ratio, (int, float)) or not 0.0 <= ratio < 1.0:
+            raise ContractError("export.pruning_ratio", f"expected a number in [0, 1), got {ratio!r}", source)
+        return cls(
+            target=data.get("target"),
+            precision=_check_choice(data.get("precision", "fp32"), PRECISIONS, "export.precision", source),
+            pruning_ratio=float(ratio),
+            calibration=data.get("calibration"),
+            tool=data.get("tool"),
+        )
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """The full contract of one model artifact."""
+
+    name: str
+    input: InputSpec
+    heads: tuple[HeadSpec, ...]
+    provenance: Provenance
+    export: ExportInfo = field(default_factory=ExportInfo)
+    description: str = ""
+    contract_version: str = CONTRACT_VERSION
+    # sha256 per file name, for sidecar cards (the file a card is embedded in cannot hash itself).
+    files: dict[str, str] = field(default_factory=dict)
+
+    # ---- lookup -------------------------------------------------------------------------
+    def head(self, kind: str) -> HeadSpec | None:
+        """The first head of ``kind`` or None."""
+        return next((h for h in self.heads if h.kind == kind), None)
+
+    @property
+    def output_tensors(self) -> tuple[str, ...]:
+        """Model output tensors the heads read, in first-use order."""
+        return tuple(dict.fromkeys(h.tensor for h in self.heads))
+
+    @property
+    def has_pain(self) -> bool:
+        """True when PSPI can be computed: an AU-intensity head labels every PSPI action unit."""
+        intensity = self.head("au_intensity")
+        return intensity is not None and all(au in intensity.labels for au in PSPI_AUS)
+
+    # ---- (de)serialisation ---------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: Any, source: str | None = None) -> ModelCard:
+        """Validate ``data`` and build a card; raises ContractError naming the bad field."""
+        if not isinstance(data, dict):
+            raise ContractError("<root>", f"expected a JSON object, got {type(data).__name__}", source)
+        version = _require(data, "contract_version", "", source)
+        if version not in SUPPORTED_CONTRACT_VERSIONS:
+            raise ContractError(
+                "contract_version",
+                f"unsupported version {version!r}; this edge-sdk reads {', '.join(sorted(SUPPORTED_CONTRACT_VERSIONS))}",
+                source,
+            )
+        input_data = _require(data, "input", "", source)
+        if not isinstance(input_data, dict):
+            raise ContractError("input", "expected an object", source)
+        heads_data = _require(data, "heads", "", source)
+        if not isinstance(heads_data, list) or not heads_data:
+            raise ContractError("heads", "expected a non-empty list of heads", source)
+        heads = tuple(HeadSpec.from_dict(h if isinstance(h, dict) else {}, i, source) for i, h in enumerate(heads_data))
+        names = [h.name for h in heads]
+        if len(set(names)) != len(names):
+            raise ContractError("heads", f"head names must be unique, got {names}", source)
+        files = data.get("files", {})
+        if not isinstance(files, dict) or not all(isinstance(v, str) and len(v) == 64 for v in files.values()):
+            raise ContractError("files", "expected {file name: sha256 hex}", source)
+        card = cls(
+            name=str(_require(data, "name", "", source)),
+            input=InputSpec.from_dict(input_data, source),
+            heads=heads,
+            provenance=Provenance.from_dict(_require(data, "provenance", "", source), source),
+            export=ExportInfo.from_dict(data.get("export", {}), source),
+            description=str(data.get("description", "")),
+            contract_version=version,
+            files=dict(files),
+        )
+        if card.head("pain") is not None and not card.has_pain:
+            raise ContractError(
+                "heads",
+                f"a 'pain' head needs an au_intensity head labelling {', '.join(PSPI_AUS)}: "
+                "edge-sdk only reports pain as PSPI derived from action units",
+                source,
+            )
+        return card
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "contract_version": self.contract_version,
+            "name": self.name,
+            "description": self.description,
+            "input": self.input.to_dict(),
+            "heads": [h.to_dict() for h in self.heads],
+            "provenance": asdict(self.provenance),
+            "export": asdict(self.export),
+        }
+        if self.files:
+            data["files"] = dict(self.files)
+        return data
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=False)
+
+    @classmethod
+    def from_json(cls, text: str, source: str | None = None) -> ModelCard:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ContractError("<root>", f"not valid JSON ({exc})", source) from None
+        return cls.from_dict(data, source)
+
+    def with_changes(self, **changes: Any) -> ModelCard:
+        """A copy with top-level fields replaced (e.g. ``export=ExportInfo(...)``)."""
+        return replace(self, **changes)
+
+    # ---- checks against a loaded model ---------------------------------------------------
+    def check_outputs(self, output_shapes: dict[str, tuple[int | None, ...]], source: str | None = None) -> None:
+        """Check that every head's tensor exists and its last axis fits the head's labels."""
+        for i, head in enumerate(self.heads):
+            where = f"heads[{i}] ({head.name})"
+            if head.tensor not in output_shapes:
+                raise ContractError(
+                    f"{where}.output",
+                    f"the model has no output tensor {head.tensor!r}; it has {sorted(output_shapes)}",
+                    source,
+                )
+            shape = output_shapes[head.tensor]
+            width = shape[-1] if shape else None
+            if not isinstance(width, int):
+                continue  # dynamic last axis: checked at run time
+            needed = head.columns[1] if head.columns else len(head.labels)
+            if (head.columns is None and width != needed) or width < needed:
+                raise ContractError(
+                    f"{where}.labels",
+                    f"{len(head.labels)} labels but output {head.tensor!r} has shape {list(shape)}",
+                    source,
+                )
+
+
+def sidecar_path(artifact: str | Path) -> Path:
+    """Where the sidecar card of ``artifact`` lives: ``model.tflite`` -> ``model.card.json``."""
+    artifact = Path(artifact)
+    return artifact.with_name(artifact.stem + SIDECAR_SUFFIX)
