@@ -39,8 +39,7 @@ TARGETS: dict[str, Target] = {
             providers=("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
             device_hints=(
                 "Jetson: run `sudo nvpmodel -m 0 && sudo jetson_clocks` first for stable, maximal clocks.",
-                "Build the engine on the device: trtexec --onnx=model.onnx --int8 --fp16 "
-                "--saveEngine=model.engine",
+                "Build the engine on the device: trtexec --onnx=model.onnx --int8 --fp16 --saveEngine=model.engine",
             ),
         ),
         Target(

@@ -50,9 +50,7 @@ def backend_for(path: str | Path, backend: str | None = None) -> str:
         return backend
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
-        raise ArtifactError(
-            f"{path}: not a model artifact (suffix '{suffix}'); expected one of {', '.join(FORMATS)}"
-        )
+        raise ArtifactError(f"{path}: not a model artifact (suffix '{suffix}'); expected one of {', '.join(FORMATS)}")
     return FORMATS[suffix]
 
 

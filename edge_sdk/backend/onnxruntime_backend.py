@@ -14,8 +14,12 @@ from edge_sdk.model.contract import ModelCard
 # Best first. TensorRT builds an engine from QDQ ONNX (explicit quantization) on first run.
 DEFAULT_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
-_ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int8)": np.int8,
-              "tensor(uint8)": np.uint8}
+_ORT_TYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8,
+}
 
 
 def open_session(
@@ -70,8 +74,9 @@ class OnnxRuntimeBackend(Backend):
         self._input_dtype = _ORT_TYPES.get(self._input.type)
         if self._input_dtype is None:
             raise ArtifactError(f"{path}: unsupported input type {self._input.type}")
-        outputs = {o.name: tuple(d if isinstance(d, int) else None for d in o.shape)
-                   for o in self.session.get_outputs()}
+        outputs = {
+            o.name: tuple(d if isinstance(d, int) else None for d in o.shape) for o in self.session.get_outputs()
+        }
         card.check_outputs(outputs, str(path))
         self._output_names = list(card.output_tensors)
 
@@ -98,7 +103,7 @@ class OnnxRuntimeBackend(Backend):
             x = x.astype(self._input_dtype, copy=False)
         values = self.session.run(self._output_names, {self._input.name: np.ascontiguousarray(x)})
         out = {}
-        for name, value in zip(self._output_names, values):
+        for name, value in zip(self._output_names, values, strict=True):
             out[name] = value.astype(np.float32) if value.dtype != np.float32 else value
         return out
 

@@ -31,8 +31,9 @@ COMMANDS: dict[str, Command] = {
     "models": Command("edge_sdk.cli.models", "list, pull and locate public models (sha256-pinned)"),
     "doctor": Command("edge_sdk.cli.doctor", "check what this device has and what will run"),
     "benchmark": Command("edge_sdk.cli.benchmark", "latency/throughput of a target's artifacts on this device"),
-    "export": Command("export.cli", "prune + quantize a model for jetson/rpi/openvino/cpu (workstation; "
-                      "needs edge-sdk[export])"),
+    "export": Command(
+        "export.cli", "prune + quantize a model for jetson/rpi/openvino/cpu (workstation; needs edge-sdk[export])"
+    ),
 }
 
 

@@ -20,7 +20,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         card = load_card(path)
     print(card.to_json())
-    print(f"\nvalid: contract {card.contract_version}, {len(card.heads)} heads, "
-          f"pain (PSPI) {'available' if card.has_pain else 'not available (no AU-intensity head)'}"
-          f"{', SYNTHETIC DEMO weights' if card.provenance.synthetic_demo else ''}")
+    print(
+        f"\nvalid: contract {card.contract_version}, {len(card.heads)} heads, "
+        f"pain (PSPI) {'available' if card.has_pain else 'not available (no AU-intensity head)'}"
+        f"{', SYNTHETIC DEMO weights' if card.provenance.synthetic_demo else ''}"
+    )
     return 0

@@ -15,6 +15,19 @@ from edge_sdk.model.contract import (
 from edge_sdk.model.processing import HeadOutputs, postprocess, preprocess, pspi
 
 __all__ = [
-    "CONTRACT_VERSION", "EXPRESSION_LABELS", "PSPI_AUS", "ExportInfo", "HeadOutputs", "HeadSpec", "InputSpec",
-    "ModelCard", "Provenance", "load_card", "postprocess", "preprocess", "pspi", "sha256_file", "sidecar_path",
+    "CONTRACT_VERSION",
+    "EXPRESSION_LABELS",
+    "PSPI_AUS",
+    "ExportInfo",
+    "HeadOutputs",
+    "HeadSpec",
+    "InputSpec",
+    "ModelCard",
+    "Provenance",
+    "load_card",
+    "postprocess",
+    "preprocess",
+    "pspi",
+    "sha256_file",
+    "sidecar_path",
 ]

@@ -26,7 +26,7 @@ def read_sidecar(artifact: Path) -> ModelCard:
     if artifact.name not in card.files:
         raise ContractError(
             "files",
-            f"does not list {artifact.name!r}; add \"files\": {{\"{artifact.name}\": \"{sha256_file(artifact)}\"}} "
+            f'does not list {artifact.name!r}; add "files": {{"{artifact.name}": "{sha256_file(artifact)}"}} '
             "after checking this is the file the card describes",
             source,
         )
@@ -68,6 +68,4 @@ def load_card(artifact: str | Path) -> ModelCard:
         return read_sidecar(artifact)
     if artifact.suffix.lower() == ".onnx":
         return read_onnx_metadata_card(artifact)
-    raise ArtifactError(
-        f"{artifact}: no model card; expected a sidecar {sidecar_path(artifact).name} next to it"
-    )
+    raise ArtifactError(f"{artifact}: no model card; expected a sidecar {sidecar_path(artifact).name} next to it")

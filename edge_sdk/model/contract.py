@@ -89,11 +89,7 @@ class InputSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str | None = None) -> InputSpec:
         size = _require(data, "size", "input.", source)
-        if (
-            not isinstance(size, (list, tuple))
-            or len(size) != 2
-            or not all(isinstance(s, int) and s > 0 for s in size)
-        ):
+        if not isinstance(size, (list, tuple)) or len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
             raise ContractError("input.size", f"expected [height, width] as positive integers, got {size!r}", source)
         dtype = _check_choice(data.get("dtype", "float32"), INPUT_DTYPES, "input.dtype", source)
         scale, zero_point = data.get("scale"), data.get("zero_point")
@@ -167,18 +163,17 @@ class HeadSpec:
         if activation == "clamp" and clamp is None:
             raise ContractError(f"{where}clamp", "activation 'clamp' needs clamp: [low, high]", source)
         columns = data.get("columns")
-        if columns is not None:
-            if (
-                not isinstance(columns, (list, tuple))
-                or len(columns) != 2
-                or not all(isinstance(c, int) for c in columns)
-                or columns[1] - columns[0] != len(labels)
-            ):
-                raise ContractError(
-                    f"{where}columns",
-                    f"expected [start, stop) spanning {len(labels)} columns (one per label), got {columns!r}",
-                    source,
-                )
+        if columns is not None and (
+            not isinstance(columns, (list, tuple))
+            or len(columns) != 2
+            or not all(isinstance(c, int) for c in columns)
+            or columns[1] - columns[0] != len(labels)
+        ):
+            raise ContractError(
+                f"{where}columns",
+                f"expected [start, stop) spanning {len(labels)} columns (one per label), got {columns!r}",
+                source,
+            )
         return cls(
             name=name,
             kind=kind,
@@ -292,7 +287,8 @@ class ModelCard:
         if version not in SUPPORTED_CONTRACT_VERSIONS:
             raise ContractError(
                 "contract_version",
-                f"unsupported version {version!r}; this edge-sdk reads {', '.join(sorted(SUPPORTED_CONTRACT_VERSIONS))}",
+                f"unsupported version {version!r}; this edge-sdk reads "
+                f"{', '.join(sorted(SUPPORTED_CONTRACT_VERSIONS))}",
                 source,
             )
         input_data = _require(data, "input", "", source)

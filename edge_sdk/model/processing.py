@@ -52,7 +52,9 @@ def check_batch(batch: np.ndarray, spec: InputSpec) -> np.ndarray:
     expected = (3, spec.height, spec.width)
     if not isinstance(batch, np.ndarray) or batch.ndim != 4 or tuple(batch.shape[1:]) != expected:
         shape = getattr(batch, "shape", None)
-        raise InputError(f"model input: expected a float32 batch of shape (N, {3}, {spec.height}, {spec.width}), got {shape}")
+        raise InputError(
+            f"model input: expected a float32 batch of shape (N, {3}, {spec.height}, {spec.width}), got {shape}"
+        )
     if batch.dtype != np.float32:
         raise InputError(f"model input: expected dtype float32, got {batch.dtype}")
     return np.ascontiguousarray(batch)
@@ -123,7 +125,7 @@ def describe_face(card: ModelCard, outputs: HeadOutputs, row: int = 0) -> dict[s
     result: dict[str, object] = {}
     for head in card.heads:
         values = outputs[head.name][row]
-        result[head.name] = {label: round(float(v), 4) for label, v in zip(head.labels, values)}
+        result[head.name] = {label: round(float(v), 4) for label, v in zip(head.labels, values, strict=True)}
     if "pspi" in outputs:
         result["pspi"] = round(float(outputs["pspi"][row]), 4)
     return result
