@@ -1,0 +1,132 @@
+"""Deploy recipes: systemd units verify, scripts pass shellcheck, the Pi installer's Python steps work.
+
+systemd-analyze and shellcheck must be installed (Debian packages ``systemd`` and ``shellcheck``);
+a missing tool fails the test with the package to install, it never skips.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tomllib
+
+from edge_sdk.pipeline.config import build_config, load_toml
+
+REPO = Path(__file__).resolve().parents[1]
+DEPLOY = REPO / "deploy"
+SHARED = REPO.parent / "shared"
+UNITS = sorted(DEPLOY.glob("*/*.service"))
+SCRIPTS = sorted(DEPLOY.glob("*/*.sh"))
+CONFIGS = sorted(DEPLOY.glob("*/edge-sdk.toml"))
+
+
+def _tool(name: str, package: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed: apt-get install -y {package}")
+    return path
+
+
+def test_every_device_has_its_recipe():
+    assert {p.parent.name for p in UNITS} == {"rpi", "jetson", "openvino"}
+    assert (DEPLOY / "jetson" / "Dockerfile").is_file() and (DEPLOY / "openvino" / "Dockerfile").is_file()
+    assert {p.parent.name for p in CONFIGS} == {"rpi", "kiosk"}
+
+
+@pytest.mark.parametrize("unit", UNITS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_unit_passes_systemd_analyze_verify(unit, tmp_path):
+    analyze = _tool("systemd-analyze", "systemd")
+    # verify also checks that ExecStart binaries exist; point them at a stub (the rest is verified as is).
+    stub = tmp_path / "stub"
+    stub.write_text("#!/bin/sh\n")
+    stub.chmod(0o755)
+    text = unit.read_text()
+    for binary in ("/opt/edge-sdk/venv/bin/edge-sdk", "/usr/bin/docker"):
+        text = text.replace(binary, str(stub))
+    copy = tmp_path / unit.name
+    copy.write_text(text)
+    # the container units need docker.service; this machine may have no Docker: a stand-in unit beside it
+    (tmp_path / "docker.service").write_text(f"[Service]\nExecStart={stub}\n")
+    done = subprocess.run([analyze, "verify", str(copy)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and not (done.stdout + done.stderr).strip(), done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("unit", UNITS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_unit_hardening(unit):
+    lines = set(unit.read_text().splitlines())
+    for setting in (
+        "Restart=on-failure",
+        "User=edge-sdk",
+        "ProtectSystem=strict",
+        "ReadWritePaths=/var/lib/edge-sdk/log",
+        "NoNewPrivileges=yes",
+        "PrivateTmp=yes",
+        "PrivateNetwork=yes",
+    ):
+        assert setting in lines, f"{unit}: missing {setting}"
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_script_passes_shellcheck(script):
+    shellcheck = _tool("shellcheck", "shellcheck")
+    done = subprocess.run([shellcheck, "--severity=style", str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert os.access(script, os.X_OK), f"{script} is not executable"
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.parent.name)
+def test_sample_configs_are_valid_run_configs(config):
+    run = build_config(load_toml(config))
+    data = tomllib.loads(config.read_text())
+    assert run.detector.kind == "yunet"
+    if config.parent.name == "kiosk":
+        assert "log_dir" not in data  # nothing kept on disk
+    else:
+        assert run.log_dir == "/var/lib/edge-sdk/log" and run.source == "picamera2"
+
+
+def test_kiosk_examples_compile():
+    for path in (DEPLOY / "kiosk").glob("*.py"):
+        compile(path.read_text(), str(path), "exec")
+
+
+def test_rpi_install_python_steps_in_a_fresh_venv(tmp_path):
+    """The installer with EDGE_SDK_SYSTEM=0: venv --system-site-packages, pip install, picamera2 visible, yunet."""
+    assert (SHARED / "models" / "yunet").is_dir(), "../shared/models/yunet is missing"
+    fakes = tmp_path / "system-site"  # stands in for the apt python3-picamera2 in dist-packages
+    (fakes / "picamera2").mkdir(parents=True)
+    (fakes / "picamera2" / "__init__.py").write_text("class Picamera2:\n    pass\n")
+    prefix = tmp_path / "opt"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(fakes),
+        "EDGE_SDK_SYSTEM": "0",
+        "EDGE_SDK_PREFIX": str(prefix),
+        "EDGE_SDK_PIP_SPEC": f"{REPO}[litert]",
+        # offline: build with the interpreter's setuptools, dependencies come from the system site-packages
+        "EDGE_SDK_PIP_ARGS": "--no-build-isolation --no-deps --quiet",
+        "EDGE_SDK_MODELS_FROM": str(SHARED / "models" / "yunet"),
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+    done = subprocess.run(
+        ["bash", str(DEPLOY / "rpi" / "install.sh")], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    venv_python = prefix / "venv" / "bin" / "python"
+    cfg = (prefix / "venv" / "pyvenv.cfg").read_text()
+    assert "include-system-site-packages = true" in cfg
+    assert (prefix / "home" / "models" / "yunet" / "face_detection_yunet_2023mar.onnx").is_file()
+    check = subprocess.run(
+        [str(venv_python), "-c", "import edge_sdk, picamera2; print(edge_sdk.__file__)"],
+        env=env,
+        cwd=tmp_path,  # not the checkout: the import must come from the venv
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.returncode == 0 and str(prefix) in check.stdout, check.stdout + check.stderr
