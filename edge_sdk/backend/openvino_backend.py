@@ -1,0 +1,147 @@
+"""OpenVINO backend: IR ``.xml`` artifacts (or ``.onnx`` with ``backend="openvino"``) on CPU/GPU/NPU/AUTO."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edge_sdk.backend.base import Backend, BackendInfo, quantize
+from edge_sdk.errors import ArtifactError, InputError
+from edge_sdk.model.contract import ModelCard
+
+DEVICES = ("CPU", "GPU", "NPU", "AUTO")
+
+_OV_TYPES = {"f32": np.float32, "f16": np.float16, "i8": np.int8, "u8": np.uint8}
+
+
+class OpenVINOBackend(Backend):
+    """Runs OpenVINO IR (FP32 or NNCF INT8) with :class:`openvino.Core`.
+
+    ``device``: "CPU" (default), "GPU", "NPU" or "AUTO" (also "AUTO:GPU,CPU" style lists).
+    ``threads``: INFERENCE_NUM_THREADS. ``precision_hint``: INFERENCE_PRECISION_HINT; for an FP32
+    card on CPU it defaults to "f32" because OpenVINO otherwise picks bf16 on CPUs with AMX/AVX512-BF16,
+    which would silently change the numbers the card promises.
+    """
+
+    name = "openvino"
+
+    def __init__(
+        self,
+        path: Path,
+        card: ModelCard,
+        threads: int | None = None,
+        device: str = "CPU",
+        precision_hint: str | None = None,
+    ) -> None:
+        super().__init__(path, card)
+        import openvino as ov
+
+        if device.split(":")[0].split(".")[0] not in DEVICES:
+            raise InputError(f"OpenVINO device '{device}': expected one of {', '.join(DEVICES)}")
+        self._version = ov.get_version()
+        self._threads = threads
+        self._device = device
+        source = str(path)
+        self.core = ov.Core()
+        try:
+            model = self.core.read_model(str(path))
+        except Exception as exc:  # OpenVINO raises RuntimeError subclasses without a common base
+            raise ArtifactError(
+                f"{path}: not a readable OpenVINO/ONNX model (truncated, corrupt, or .bin missing): {_first_line(exc)}"
+            ) from None
+        if len(model.inputs) != 1:
+            raise ArtifactError(f"{path}: expected one image input, the model has {len(model.inputs)}")
+        outputs = {}
+        for port in model.outputs:
+            shape = tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
+            for tensor_name in port.get_names():
+                outputs[tensor_name] = shape
+        card.check_outputs(outputs, source)
+        self._batch_reshaped = _make_batch_dynamic(model)
+
+        config: dict[str, object] = {}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        if precision_hint is None and card.export.precision == "fp32" and device == "CPU":
+            precision_hint = "f32"
+        if precision_hint:
+            config["INFERENCE_PRECISION_HINT"] = precision_hint
+        try:
+            self.compiled = self.core.compile_model(model, device, config)
+        except Exception as exc:
+            raise ArtifactError(f"{path}: OpenVINO could not compile it for {device}: {_first_line(exc)}") from None
+        element_type = self.compiled.input(0).get_element_type().get_type_name()
+        self._input_dtype = np.dtype(_OV_TYPES.get(element_type, np.float32))
+        by_name = {name: port for port in self.compiled.outputs for name in port.get_names()}
+        self._outputs = [(name, by_name[name]) for name in card.output_tensors]
+        self.request = self.compiled.create_infer_request()
+
+    @property
+    def info(self) -> BackendInfo:
+        try:
+            devices = ",".join(self.compiled.get_property("EXECUTION_DEVICES"))
+        except Exception:  # not every plugin reports it
+            devices = self._device
+        extra = {"requested_device": self._device}
+        try:
+            hint = self.compiled.get_property("INFERENCE_PRECISION_HINT")
+            extra["inference_precision"] = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
+        except Exception:
+            pass
+        return BackendInfo(
+            backend=self.name,
+            runtime_version=self._version.split("-")[0],
+            device=devices,
+            artifact=str(self.path),
+            precision=self.card.export.precision,
+            input_dtype=self._input_dtype.name,
+            layout=self.card.input.layout,
+            threads=self._threads,
+            extra=extra,
+        )
+
+    def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        spec = self.card.input
+        x = batch if spec.layout == "NCHW" else batch.transpose(0, 2, 3, 1)
+        if np.issubdtype(self._input_dtype, np.integer):
+            assert spec.scale is not None and spec.zero_point is not None
+            x = quantize(x, spec.scale, spec.zero_point, self._input_dtype)
+        x = np.ascontiguousarray(x, dtype=self._input_dtype)
+        if self._batch_reshaped or x.shape[0] == 1:
+            return self._run(x)
+        rows = [self._run(x[i : i + 1]) for i in range(x.shape[0])]
+        return {name: np.concatenate([r[name] for r in rows], axis=0) for name, _ in self._outputs}
+
+    def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        result = self.request.infer({0: x})
+        # The request reuses its output buffers: copy before the next call overwrites them.
+        return {name: np.array(result[port], dtype=np.float32, copy=True) for name, port in self._outputs}
+
+
+def _make_batch_dynamic(model) -> bool:  # model: openvino.Model
+    """Make the batch axis dynamic so one request runs any batch size; False if the graph forbids it."""
+    import openvino as ov
+
+    port = model.inputs[0]
+    shape = port.get_partial_shape()
+    if shape.rank.is_dynamic or shape.rank.get_length() != 4:
+        return True
+    if shape[0].is_dynamic:
+        return True
+    new_shape = ov.PartialShape([ov.Dimension(), *list(shape)[1:]])
+    try:
+        model.reshape({port: new_shape})
+    except Exception:
+        return False
+    return True
+
+
+def _first_line(exc: Exception) -> str:
+    """The informative line of an OpenVINO error (its first lines are 'Exception from <source file>')."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(("Exception from", "Check '"))]
+    return ((useful or lines or [type(exc).__name__])[-1 if useful else 0])[:300]
+
+
+__all__ = ["OpenVINOBackend"]

@@ -1,0 +1,241 @@
+"""FP32 format conversion of a carded ONNX model: ONNX -> TFLite (onnx2tf) and ONNX -> OpenVINO IR.
+
+Both converters copy the ONNX card into a sidecar ``<stem>.card.json`` next to the artifact,
+with the input layout, output tensor names, export info and file hashes of the new format.
+They run fully offline (see :func:`_offline_onnx2tf`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from edge_sdk.errors import ArtifactError
+from edge_sdk.model.card_io import load_card, sha256_file
+from edge_sdk.model.contract import ModelCard
+from export.artifacts import write_sidecar
+
+# A converted model must reproduce the ONNX outputs this closely on a random input, or conversion fails.
+CONVERSION_ATOL = 1e-3
+# onnx2tf wants 20 "calibration" images (N x 128 x 128 x 3 in [0, 1]) even for FP32; it only uses them
+# to run the ONNX and TF graphs side by side while it converts.
+_ONNX2TF_SAMPLE_SHAPE = (20, 128, 128, 3)
+
+
+@contextlib.contextmanager
+def _quiet(log_path: Path) -> Iterator[None]:
+    """Send everything written to fd 1/2 (Python and the TF/absl C++ loggers) to ``log_path``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log_path, "wb") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            with contextlib.redirect_stdout(sys.__stdout__), contextlib.redirect_stderr(sys.__stderr__):
+                yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def _log_tail(log_path: Path, lines: int = 15) -> str:
+    try:
+        text = log_path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def _local_sample_images() -> np.ndarray:
+    """What onnx2tf would download: a deterministic local stand-in (smooth random images in [0, 1])."""
+    rng = np.random.default_rng(0)
+    coarse = rng.random((_ONNX2TF_SAMPLE_SHAPE[0], 8, 8, 3), dtype=np.float32)
+    return np.repeat(np.repeat(coarse, 16, axis=1), 16, axis=2)
+
+
+def _refuse_network(*args: object, **kwargs: object) -> None:
+    raise RuntimeError("edge-sdk export runs offline: onnx2tf tried to reach the network")
+
+
+@contextlib.contextmanager
+def _offline_onnx2tf() -> Iterator[None]:
+    """Pre-empt onnx2tf's only network access.
+
+    For any model whose inputs all look like images (4-D, batch <= 20, 3 channels) onnx2tf 1.28
+    calls ``download_test_image_data()`` - an HTTP GET to GitHub releases - even for an FP32
+    conversion. We replace that function in both modules that hold a reference to it with a
+    local sample, and make ``requests`` raise for the duration so any other fetch fails loudly
+    instead of silently going online.
+    """
+    import onnx2tf.onnx2tf as o2t_main
+    import onnx2tf.utils.common_functions as o2t_common
+    import requests
+
+    patches = [
+        (o2t_main, "download_test_image_data", _local_sample_images),
+        (o2t_common, "download_test_image_data", _local_sample_images),
+        (requests, "get", _refuse_network),
+        (requests.Session, "request", _refuse_network),
+    ]
+    saved = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
+    try:
+        for obj, name, value in patches:
+            setattr(obj, name, value)
+        yield
+    finally:
+        for obj, name, value in saved:
+            setattr(obj, name, value)
+
+
+def _onnx_reference(onnx_path: Path, card: ModelCard, x_nchw: np.ndarray) -> dict[str, np.ndarray]:
+    from edge_sdk.backend.onnxruntime_backend import open_session
+
+    session = open_session(onnx_path, threads=1)
+    names = list(card.output_tensors)
+    return dict(zip(names, session.run(names, {card.input.name: x_nchw}), strict=True))
+
+
+def _probe_input(card: ModelCard) -> np.ndarray:
+    rng = np.random.default_rng(123)
+    return rng.normal(0.0, 1.0, (1, 3, card.input.height, card.input.width)).astype(np.float32)
+
+
+def _tflite_output_names(tflite_path: Path, onnx_path: Path, card: ModelCard) -> dict[str, str]:
+    """ONNX output name -> TFLite output tensor name, found by running both on the same random input.
+
+    onnx2tf 1.28 builds the .tflite from a concrete function, so the file has no signature that
+    names outputs and its tensor names ("Identity_1"...) say nothing about the ONNX outputs.
+    Each ONNX output is paired with the one TFLite output of the same size that reproduces it
+    within :data:`CONVERSION_ATOL`; no pairing or an ambiguous one fails the export.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(tflite_path), num_threads=1)
+    interpreter.allocate_tensors()
+    (tfl_input,) = interpreter.get_input_details()
+    x = _probe_input(card)
+    interpreter.set_tensor(tfl_input["index"], x.transpose(0, 2, 3, 1))
+    interpreter.invoke()
+    produced = {d["name"]: interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()}
+    mapping: dict[str, str] = {}
+    for onnx_name, expected in _onnx_reference(onnx_path, card, x).items():
+        diffs = {
+            name: float(np.max(np.abs(value.reshape(expected.shape) - expected)))
+            for name, value in produced.items()
+            if value.size == expected.size
+        }
+        close = [name for name, diff in diffs.items() if diff <= CONVERSION_ATOL]
+        if len(close) != 1:
+            best = min(diffs.values(), default=float("nan"))
+            raise ArtifactError(
+                f"{tflite_path}: ONNX output {onnx_name!r} matches {len(close)} TFLite outputs within "
+                f"{CONVERSION_ATOL} (closest differs by {best:.2e}); the conversion is wrong or ambiguous"
+            )
+        mapping[onnx_name] = close[0]
+    if len(set(mapping.values())) != len(mapping):
+        raise ArtifactError(f"{tflite_path}: two ONNX outputs map to one TFLite output: {mapping}")
+    return mapping
+
+
+def _versions(*modules: str) -> str:
+    import importlib
+
+    parts = []
+    for name in modules:
+        try:
+            parts.append(f"{name} {importlib.import_module(name).__version__}")
+        except (ImportError, AttributeError):
+            continue
+    return ", ".join(parts)
+
+
+def _derived_card(card: ModelCard, onnx_path: Path, tool: str, layout: str, names: dict[str, str]) -> ModelCard:
+    heads = tuple(replace(h, output=names[h.tensor]) for h in card.heads)
+    return card.with_changes(
+        input=replace(card.input, layout=layout),
+        heads=heads,
+        export=replace(card.export, precision="fp32", tool=tool),
+        provenance=replace(card.provenance, parent_sha256=sha256_file(onnx_path)),
+    )
+
+
+def onnx_to_tflite_fp32(onnx_path: str | Path, out_dir: str | Path) -> Path:
+    """Convert a carded ONNX model to an NHWC float32 ``<stem>.tflite`` with a sidecar card.
+
+    Uses onnx2tf (offline; its console output goes to ``<stem>.onnx2tf.log`` in ``out_dir``).
+    Returns the ``.tflite`` path. Raises ArtifactError if the result does not reproduce the
+    ONNX outputs within :data:`CONVERSION_ATOL`.
+    """
+    onnx_path, out_dir = Path(onnx_path), Path(out_dir)
+    card = load_card(onnx_path)
+    if card.input.layout != "NCHW":
+        raise ArtifactError(f"{onnx_path}: expected an NCHW ONNX model, its card says {card.input.layout}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"{onnx_path.stem}.tflite"
+    log_path = out_dir / f"{onnx_path.stem}.onnx2tf.log"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with tempfile.TemporaryDirectory(prefix="onnx2tf-") as work:
+        try:
+            with _quiet(log_path), _offline_onnx2tf():
+                import onnx2tf
+
+                onnx2tf.convert(
+                    input_onnx_file_path=str(onnx_path),
+                    output_folder_path=work,
+                    not_use_onnxsim=True,  # onnxsim is not a dependency; onnx2tf would shell out to it
+                    batch_size=1,  # static NHWC input; the runtime resizes for other batch sizes
+                    non_verbose=True,
+                )
+        except (Exception, SystemExit) as exc:  # onnx2tf calls sys.exit(1) on some failures
+            reason = f"{type(exc).__name__}: {exc}"
+            raise ArtifactError(
+                f"{onnx_path}: onnx2tf conversion failed ({reason}); log tail:\n{_log_tail(log_path)}"
+            ) from None
+        produced = Path(work) / f"{onnx_path.stem}_float32.tflite"
+        if not produced.is_file():
+            raise ArtifactError(f"{onnx_path}: onnx2tf wrote no float32 .tflite; log tail:\n{_log_tail(log_path)}")
+        shutil.copyfile(produced, target)
+    names = _tflite_output_names(target, onnx_path, card)
+    tool = _versions("onnx2tf", "tensorflow")
+    write_sidecar(_derived_card(card, onnx_path, tool, "NHWC", names), [target])
+    return target
+
+
+def onnx_to_openvino_fp32(onnx_path: str | Path, out_dir: str | Path) -> Path:
+    """Convert a carded ONNX model to OpenVINO IR ``<stem>.xml`` + ``.bin`` (FP32 weights) with a sidecar.
+
+    OpenVINO keeps the ONNX output names as tensor names, so heads keep their ``output``; every
+    head's tensor is checked to exist. Returns the ``.xml`` path.
+    """
+    import openvino as ov
+
+    onnx_path, out_dir = Path(onnx_path), Path(out_dir)
+    card = load_card(onnx_path)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    xml = out_dir / f"{onnx_path.stem}.xml"
+    try:
+        model = ov.convert_model(str(onnx_path))
+    except Exception as exc:
+        raise ArtifactError(f"{onnx_path}: OpenVINO could not convert it: {str(exc).strip()[:300]}") from None
+    available = {name for output in model.outputs for name in output.get_names()}
+    missing = [t for t in card.output_tensors if t not in available]
+    if missing:
+        raise ArtifactError(f"{onnx_path}: OpenVINO model lost output names {missing} (has {sorted(available)})")
+    ov.save_model(model, str(xml), compress_to_fp16=False)
+    names = {t: t for t in card.output_tensors}
+    tool = f"openvino {ov.get_version().split('-')[0]} convert_model"
+    write_sidecar(_derived_card(card, onnx_path, tool, "NCHW", names), [xml, xml.with_suffix(".bin")])
+    return xml
