@@ -1,0 +1,229 @@
+"""Reading the log back with the key: decrypted records, and export to csv / jsonl / parquet.
+
+Exports keep the pseudonyms. A key holder who knows a raw id can re-identify its rows with
+``reveal={"patient": ["MRN123"]}``: the raw id is HMAC'd and matching pseudonyms are replaced by it
+(raw ids are never stored, not even encrypted). An export is written to a temporary 0600 file and renamed
+only when complete, so a failure (wrong key, altered row) leaves no partial plaintext behind.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import sys
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from edge_sdk.errors import EdgeSdkError, InputError
+from edge_sdk.store.db import LogDatabase, StoredRow
+
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+ID_ROLES = ("patient", "session", "device")
+
+
+class LogIntegrityError(EdgeSdkError):
+    """A row could not be decrypted: the log was altered (run ``edge-sdk log verify``)."""
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    seq: int
+    time: float
+    kind: str
+    session: str
+    patient: str | None
+    device: str | None
+    record: dict[str, object]
+
+    def flat(self) -> dict[str, object]:
+        """One table row: identity columns then the record's fields, nested keys joined with dots."""
+        out: dict[str, object] = {
+            "seq": self.seq,
+            "time": datetime.fromtimestamp(self.time, timezone.utc).isoformat(timespec="milliseconds"),
+            "kind": self.kind,
+            "session": self.session,
+            "patient": self.patient,
+            "device": self.device,
+        }
+        _flatten(self.record, "", out)
+        return out
+
+
+def _flatten(value: Mapping[str, object], prefix: str, out: dict[str, object]) -> None:
+    for key, item in value.items():
+        name = f"{prefix}{key}"
+        if isinstance(item, Mapping):
+            _flatten(item, name + ".", out)
+        elif isinstance(item, list):
+            out[name] = json.dumps(item)
+        else:
+            out[name] = item
+
+
+def parse_time(text: str, *, now: datetime | None = None) -> float:
+    """``2024-05-01``, ``2024-05-01T08:00`` (UTC unless an offset is given), or relative ``90m``/``24h``/``7d``."""
+    now = now or datetime.now(timezone.utc)
+    match = _RELATIVE.match(text.strip())
+    if match:
+        return (now - timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])).timestamp()
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InputError(
+            f"time {text!r}: expected an ISO date/time (2024-05-01T08:00) or an age like 24h, 7d"
+        ) from None
+    return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def _where(since: float | None, until: float | None, kinds: Iterable[str] | None, session: str | None):
+    clauses, params = [], []
+    if since is not None:
+        clauses.append("ts >= ?")
+        params.append(int(since))
+    if until is not None:
+        clauses.append("ts <= ?")
+        params.append(int(until))
+    if kinds:
+        kinds = list(kinds)
+        clauses.append(f"kind IN ({','.join('?' * len(kinds))})")
+        params.extend(kinds)
+    if session:
+        clauses.append("session = ?")
+        params.append(session)
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def read_records(
+    db: LogDatabase,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    kinds: Iterable[str] | None = None,
+    session: str | None = None,
+) -> Iterator[LogRecord]:
+    """Decrypted records in row order; :class:`LogIntegrityError` at the first row that fails to decrypt."""
+    where, params = _where(since, until, kinds, session)
+    for row in db.rows(where, params):
+        yield _decode(db, row)
+
+
+def _decode(db: LogDatabase, row: StoredRow) -> LogRecord:
+    plaintext = db.sealer.open(row.meta, row.nonce, row.payload)
+    if plaintext is None:
+        raise LogIntegrityError(
+            f"row {row.meta.seq} of {db.path} fails authentication (altered or moved); nothing more was decrypted - "
+            "run `edge-sdk log verify`"
+        )
+    env = json.loads(plaintext)
+    return LogRecord(
+        row.meta.seq, float(env["t"]), row.meta.kind, row.meta.session, env.get("p"), env.get("d"), env["r"]
+    )
+
+
+def reveal_map(db: LogDatabase, reveal: Mapping[str, Iterable[str]]) -> dict[str, str]:
+    """pseudonym -> raw id for the raw ids a key holder names (``{"patient": ["MRN123"]}``)."""
+    out: dict[str, str] = {}
+    for role, raw_ids in reveal.items():
+        if role not in ID_ROLES:
+            raise InputError(f"--reveal {role}=...: the role must be one of {', '.join(ID_ROLES)}")
+        for raw in raw_ids:
+            out[db.sealer.ring.pseudonym(role, raw)] = raw
+    return out
+
+
+def _revealed(records: Iterable[LogRecord], names: Mapping[str, str]) -> Iterator[LogRecord]:
+    for r in records:
+        if names:
+            r = LogRecord(
+                r.seq,
+                r.time,
+                r.kind,
+                names.get(r.session, r.session),
+                names.get(r.patient, r.patient),
+                names.get(r.device, r.device),
+                r.record,
+            )
+        yield r
+
+
+def _write_jsonl(records: Iterable[LogRecord], fh: io.TextIOBase) -> int:
+    n = 0
+    for r in records:
+        head = {k: v for k, v in r.flat().items() if k in ("seq", "time", "kind", "session", "patient", "device")}
+        fh.write(json.dumps({**head, "record": r.record}, separators=(",", ":")) + "\n")
+        n += 1
+    return n
+
+
+def _write_csv(records: Iterable[LogRecord], fh: io.TextIOBase) -> int:
+    rows = [r.flat() for r in records]  # columns are the union of all records' fields
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(row))
+    writer = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return len(rows)
+
+
+def _write_parquet(records: Iterable[LogRecord], path: Path) -> int:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise EdgeSdkError(
+            "--format parquet needs pyarrow, which is not installed (pip install pyarrow); "
+            "csv and jsonl need nothing extra"
+        ) from None
+    rows = [r.flat() for r in records]
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(row))
+    table = pa.table({c: [row.get(c) for row in rows] for c in columns})
+    pq.write_table(table, path)
+    return len(rows)
+
+
+EXPORT_FORMATS = ("csv", "jsonl", "parquet")
+
+
+def export_records(
+    records: Iterable[LogRecord], fmt: str, out: Path | None, reveal: Mapping[str, str] | None = None
+) -> int:
+    """Write ``records`` as ``fmt`` to ``out`` (None = stdout; not for parquet); returns the row count."""
+    if fmt not in EXPORT_FORMATS:
+        raise InputError(f"--format {fmt!r}: expected one of {', '.join(EXPORT_FORMATS)}")
+    records = _revealed(records, reveal or {})
+    if out is None:
+        if fmt == "parquet":
+            raise InputError("--format parquet needs --out FILE")
+        records = list(records)  # decrypt everything before printing anything
+        return (_write_csv if fmt == "csv" else _write_jsonl)(records, sys.stdout)
+    if fmt == "parquet":  # fail before decrypting anything when pyarrow is missing
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise EdgeSdkError(
+                "--format parquet needs pyarrow, which is not installed (pip install pyarrow); "
+                "csv and jsonl need nothing extra"
+            ) from None
+    tmp = out.with_name(f".{out.name}.partial")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        if fmt == "parquet":
+            os.close(fd)
+            count = _write_parquet(records, tmp)
+        else:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+                count = (_write_csv if fmt == "csv" else _write_jsonl)(records, fh)
+        os.replace(tmp, out)
+        return count
+    finally:
+        if tmp.exists():
+            tmp.unlink()
