@@ -1,0 +1,81 @@
+"""Assemble a Pipeline and its Capture from a RunConfig (used by ``edge-sdk run`` and kiosk apps)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
+
+from edge_sdk.capture import Capture, open_source
+from edge_sdk.errors import InputError
+from edge_sdk.face.detect import create_detector
+from edge_sdk.model.face_model import SYNTHETIC_NOTICE, FaceModel
+from edge_sdk.pipeline.alerts import PainMonitor
+from edge_sdk.pipeline.analyze import FaceAnalyzer
+from edge_sdk.pipeline.config import RunConfig
+from edge_sdk.pipeline.result import FrameResult
+from edge_sdk.pipeline.runner import Pipeline
+from edge_sdk.pipeline.sinks import JsonLinesSink, Sink, StdoutSink, run_log_path
+
+
+def load_model(name: str, backend: str | None, threads: int | None, log: TextIO) -> FaceModel:
+    """The FaceModel, with the synthetic-demo notice printed once when the card says so."""
+    options: dict[str, Any] = {"threads": threads} if threads else {}
+    model = FaceModel(name, backend=backend, **options)
+    if model.is_synthetic_demo:
+        print(SYNTHETIC_NOTICE, file=log, flush=True)
+    return model
+
+
+def build_pipeline(
+    config: RunConfig,
+    sinks: Sequence[Sink] = (),
+    on_result: Callable[[FrameResult], None] | None = None,
+    log: TextIO | None = None,
+    model: FaceModel | None = None,
+    source: Any = None,
+) -> tuple[Pipeline, Capture]:
+    """A ready Pipeline and Capture. ``model``/``source`` may be passed in (e.g. a fake camera in tests)."""
+    log = log or sys.stderr
+    if source is None:
+        if not config.source:
+            raise InputError("no source: pass --source (0, /dev/video0, picamera2, rtsp://..., file.mp4, folder/)")
+        c = config.capture
+        preview_size = (c.preview_width, c.preview_height) if c.preview_width and c.preview_height else None
+        source = open_source(config.source, width=c.width, height=c.height, main_size=preview_size)
+    model = model or load_model(config.model, config.backend, config.threads, log)
+    d = config.detector
+    detector = create_detector(d.kind, d.model, score_threshold=d.score_threshold, scale=d.scale)
+    print(f"face detector: {detector.description}, every {d.interval} frame(s)", file=log, flush=True)
+    analyzer = FaceAnalyzer(model, detector, faces=config.faces, detect_interval=d.interval)
+    all_sinks: list[Sink] = [StdoutSink(frames=config.print_frames), *sinks]
+    if config.log_dir:
+        path = run_log_path(config.log_dir)
+        all_sinks.append(JsonLinesSink(path))
+        print(f"result log: {path} (JSON lines)", file=log, flush=True)
+    preview = None
+    if config.preview:
+        from edge_sdk.pipeline.preview import PreviewWindow
+
+        preview = PreviewWindow()
+    pipeline = Pipeline(
+        analyzer,
+        PainMonitor(config.pain, available=analyzer.has_pain),
+        all_sinks,
+        on_result=on_result,
+        max_fps=config.max_fps,
+        max_frames=config.max_frames,
+        status_every_s=config.status_every_s,
+        watchdog_s=config.watchdog_s,
+        log=log,
+        preview=preview,
+    )
+    c = config.capture
+    capture = Capture(
+        source,
+        on_event=pipeline.on_capture_event,
+        backoff_initial_s=c.reconnect_initial_s,
+        backoff_max_s=c.reconnect_max_s,
+        queue_size=c.queue_size,
+    )
+    return pipeline, capture

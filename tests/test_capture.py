@@ -1,0 +1,275 @@
+"""Capture: real video/folder decoding, and fake cameras (hardware) for picamera2 and drop-outs."""
+
+from __future__ import annotations
+
+import threading
+import time
+import types
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_sdk.capture import Capture, ImageFolderSource, OpenCVSource, open_source
+from edge_sdk.capture.picamera2_source import Picamera2Source, to_bgr
+from edge_sdk.errors import InputError
+from tests.runtime_fixtures import face_file
+
+# A test image whose colour order is unambiguous: blue left half, red right half (BGR).
+BLUE, RED = (255, 0, 0), (0, 0, 255)
+
+
+def two_colour_bgr(w: int = 64, h: int = 48) -> np.ndarray:
+    image = np.zeros((h, w, 3), np.uint8)
+    image[:, : w // 2] = BLUE
+    image[:, w // 2 :] = RED
+    return image
+
+
+# ---- fakes for hardware ---------------------------------------------------------------------------
+class FakeCamera:
+    """A USB camera behind cv2.VideoCapture's interface, driven by a script shared across reopenings.
+
+    Script items: an image (delivered), ``"empty"`` (read succeeds with an empty array), ``"unplug"``
+    (read fails and the next ``fail_opens`` opens fail, as when the cable is pulled).
+    """
+
+    def __init__(self, script: list, fail_opens: int = 2) -> None:
+        self.script = list(script)
+        # Called once when the script runs out: tests stop the capture there (a live source never "ends").
+        self.on_exhausted: Callable[[], object] = lambda: None
+        self.fail_opens = fail_opens
+        self.pending_failures = 0
+        self.opens = 0
+        self.released = 0
+
+    def opener(self, target: object) -> FakeCamera.Handle:
+        self.opens += 1
+        ok = self.pending_failures == 0
+        self.pending_failures = max(0, self.pending_failures - 1)
+        return FakeCamera.Handle(self, ok)
+
+    class Handle:
+        def __init__(self, camera: FakeCamera, ok: bool) -> None:
+            self.camera, self.ok = camera, ok
+
+        def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
+            return self.ok
+
+        def set(self, prop: int, value: float) -> bool:
+            return True
+
+        def get(self, prop: int) -> float:
+            return 0.0
+
+        def read(self) -> tuple[bool, np.ndarray | None]:
+            camera = self.camera
+            if not self.ok:
+                return False, None
+            if not camera.script:
+                camera.on_exhausted()
+                camera.on_exhausted = lambda: None
+                time.sleep(0.01)
+                return False, None
+            item = camera.script.pop(0)
+            if isinstance(item, str) and item == "unplug":
+                camera.pending_failures = camera.fail_opens
+                self.ok = False
+                return False, None
+            if isinstance(item, str) and item == "empty":
+                return True, np.zeros((0, 0, 3), np.uint8)
+            time.sleep(0.002)
+            return True, item
+
+        def release(self) -> None:
+            self.camera.released += 1
+
+
+def fake_picamera2_module(frames: int = 3, lores_format: str = "YUV420") -> types.SimpleNamespace:
+    """A stand-in for the picamera2 package: configure/start/capture_array/stop/close."""
+    bgr = two_colour_bgr(64, 48)
+    arrays = {
+        "YUV420": cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420),  # (72, 64) planar, as picamera2 returns it
+        "RGB888": bgr.copy(),  # picamera2 "RGB888" is B,G,R in memory
+        "BGR888": bgr[:, :, ::-1].copy(),
+    }
+    log: list[str] = []
+
+    class Picamera2:
+        def __init__(self, camera_num: int = 0) -> None:
+            log.append("init")
+            self.remaining = frames
+            self.config: dict = {}
+
+        def create_preview_configuration(self, main: dict, lores: dict, buffer_count: int = 4) -> dict:
+            return {"main": main, "lores": lores}
+
+        def configure(self, config: dict) -> None:
+            self.config = config
+            log.append("configure")
+
+        def start(self) -> None:
+            log.append("start")
+
+        def capture_array(self, stream: str = "main") -> np.ndarray:
+            if self.remaining <= 0:
+                raise RuntimeError("camera timed out")
+            if stream == "lores":
+                self.remaining -= 1
+            return arrays[self.config[stream]["format"]]
+
+        def stop(self) -> None:
+            log.append("stop")
+
+        def close(self) -> None:
+            log.append("close")
+
+    return types.SimpleNamespace(Picamera2=Picamera2, log=log)
+
+
+# ---- files and folders ------------------------------------------------------------------------------
+def test_video_file_yields_every_frame_in_order_then_ends() -> None:
+    source = OpenCVSource(str(face_file("single_face.mp4")))
+    assert not source.live
+    frames = list(Capture(source).frames())
+    assert len(frames) == 72
+    assert [f.index for f in frames] == list(range(72))
+    assert all(frames[i].timestamp <= frames[i + 1].timestamp for i in range(71))
+    assert frames[1].media_time == pytest.approx(1 / 30, abs=1e-3)
+    assert frames[0].image.shape == (360, 640, 3) and frames[0].decode_ms > 0
+
+
+def test_missing_file_is_a_clear_error() -> None:
+    with pytest.raises(InputError, match="no such video file"):
+        open_source("/nonexistent/clip.mp4")
+
+
+def test_image_folder_skips_and_counts_unreadable_files(tmp_path: Path) -> None:
+    cv2.imwrite(str(tmp_path / "a.png"), two_colour_bgr())
+    (tmp_path / "b.jpg").write_bytes(b"not a jpeg")
+    cv2.imwrite(str(tmp_path / "c.png"), two_colour_bgr())
+    source = open_source(str(tmp_path))
+    assert isinstance(source, ImageFolderSource)
+    capture = Capture(source)
+    frames = list(capture.frames())
+    assert [f.index for f in frames] == [0, 2]
+    assert capture.stats.bad_frames == 1 and capture.stats.frames_read == 2
+
+
+# ---- live sources -------------------------------------------------------------------------------------
+def test_camera_drop_out_is_reconnected_and_the_gap_recorded() -> None:
+    image = two_colour_bgr()
+    camera = FakeCamera([image] * 3 + ["unplug"] + [image] * 3, fail_opens=2)
+    source = OpenCVSource("0", opener=camera.opener)
+    assert source.live
+    events = []
+    capture = Capture(source, on_event=events.append, backoff_initial_s=0.01, backoff_max_s=0.04)
+    camera.on_exhausted = capture.request_stop
+    got = list(capture.frames())
+    capture.stop()
+    kinds = [e.kind for e in events]
+    assert kinds[:2] == ["source_lost", "source_restored"]
+    restored = events[1]
+    assert restored.detail["attempts"] == 3  # two failed opens while unplugged, then success
+    assert restored.detail["gap_s"] >= 0.01 + 0.02  # backoff 0.01 then 0.02 (doubling) before success
+    assert capture.stats.reconnects == 1 and capture.stats.gap_s > 0
+    assert len(got) + capture.stats.dropped == 6  # a slow consumer may see fewer: never a backlog
+    assert camera.released >= 2  # the lost handle and the final one
+
+
+def test_empty_frame_from_a_camera_is_skipped_and_counted() -> None:
+    image = two_colour_bgr()
+    camera = FakeCamera([image, "empty", image, "empty", image])
+    capture = Capture(OpenCVSource("/dev/video0", opener=camera.opener), backoff_initial_s=0.01)
+    camera.on_exhausted = capture.request_stop
+    got = [frame.index for frame in capture.frames()]
+    capture.stop()
+    assert set(got) <= {0, 2, 4} and len(got) + capture.stats.dropped == 3
+    assert capture.stats.bad_frames == 2
+
+
+def test_live_source_keeps_only_the_newest_frame() -> None:
+    frames = [np.full((16, 16, 3), i, np.uint8) for i in range(40)]
+    camera = FakeCamera(frames)
+    capture = Capture(OpenCVSource("0", opener=camera.opener), backoff_initial_s=10)
+    camera.on_exhausted = capture.request_stop
+    seen = []
+    for frame in capture.frames():
+        seen.append(frame.index)
+        time.sleep(0.03)  # a slow consumer: about 15 camera frames arrive per processed one
+    capture.stop()
+    assert capture.stats.dropped > 0 and len(seen) + capture.stats.dropped == 40
+    assert seen == sorted(seen) and len(seen) < 20  # skipped ahead instead of queueing
+    assert seen[-1] == 39  # the newest frame is the one kept
+
+
+def test_stop_releases_a_camera_that_never_comes_back() -> None:
+    camera = FakeCamera(["unplug"], fail_opens=10**6)
+    capture = Capture(OpenCVSource("0", opener=camera.opener), backoff_initial_s=0.01, backoff_max_s=0.02)
+    done = threading.Event()
+
+    def consume() -> None:
+        for _ in capture.frames():
+            pass
+        done.set()
+
+    threading.Thread(target=consume, daemon=True).start()
+    time.sleep(0.1)
+    capture.request_stop()
+    assert done.wait(2.0)
+    capture.stop()
+    assert camera.opens >= 3  # kept retrying with backoff until stopped
+
+
+# ---- picamera2 --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("fmt", ["YUV420", "RGB888", "BGR888"])
+def test_picamera2_colour_order_is_bgr(fmt: str) -> None:
+    module = fake_picamera2_module(frames=2)
+    source = Picamera2Source(lores_size=(64, 48), lores_format=fmt, module=module)
+    capture = Capture(source, backoff_initial_s=10)
+    frame = next(iter(capture.frames()))
+    capture.stop()
+    left, right = frame.image[24, 8], frame.image[24, 56]
+    assert frame.image.shape == (48, 64, 3)
+    assert np.abs(left.astype(int) - BLUE).max() < 12, f"{fmt}: left half should be blue in BGR, got {left}"
+    assert np.abs(right.astype(int) - RED).max() < 12, f"{fmt}: right half should be red in BGR, got {right}"
+
+
+def test_picamera2_lifecycle_and_main_stream_for_display() -> None:
+    module = fake_picamera2_module(frames=2)
+    source = Picamera2Source(lores_size=(64, 48), main_size=(64, 48), module=module)
+    events = []
+    capture = Capture(source, on_event=events.append, backoff_initial_s=10)
+    frame = next(iter(capture.frames()))
+    assert frame.display is not None and frame.display.shape == (48, 64, 3)
+    capture.stop()
+    assert module.log[:3] == ["init", "configure", "start"]
+    assert module.log[-2:] == ["stop", "close"]
+
+
+def test_picamera2_failure_is_a_gap_not_a_crash() -> None:
+    module = fake_picamera2_module(frames=2)  # every new Picamera2() delivers 2 frames, then times out
+    events = []
+    capture = Capture(
+        Picamera2Source(lores_size=(64, 48), module=module),
+        on_event=events.append,
+        backoff_initial_s=0.01,
+    )
+    for count, _ in enumerate(capture.frames(), 1):
+        if count == 4:
+            break
+    capture.stop()
+    assert [e.kind for e in events][:2] == ["source_lost", "source_restored"]
+    assert module.log.count("init") >= 2
+
+
+def test_picamera2_absent_package_is_a_clear_error() -> None:
+    with pytest.raises(InputError, match="python3-picamera2"):
+        Picamera2Source()._picamera2()
+
+
+def test_to_bgr_rejects_empty_arrays() -> None:
+    assert to_bgr(np.zeros((0, 0), np.uint8), "YUV420", 64) is None
+    assert to_bgr(None, "RGB888", 64) is None

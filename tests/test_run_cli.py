@@ -1,0 +1,147 @@
+"""`edge-sdk run` and `edge-sdk predict` as real subprocesses on real files (incl. SIGTERM mid-run)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from edge_sdk.face.detect import haar_cascade_path
+from edge_sdk.model.face_model import SYNTHETIC_NOTICE
+from edge_sdk.pipeline import PAIN_UNAVAILABLE
+from tests.runtime_fixtures import face_file, pain_model, tiny_model, yunet_path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def edge_sdk(*args: str, timeout: float = 60, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edge_sdk", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env=None if env is None else {**os.environ, **env},
+    )
+
+
+def start(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "edge_sdk", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+
+
+def run_args(source: Path, *extra: str) -> list[str]:
+    return ["run", "--model", pain_model(), "--source", str(source), "--detector-model", str(yunet_path()), *extra]
+
+
+def test_run_on_a_video_reports_every_frame_and_stage_timings(tmp_path: Path) -> None:
+    result = edge_sdk(*run_args(face_file("single_face.mp4"), "--json", "--log-dir", str(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout[result.stdout.index("{") :])
+    assert summary["frames"] == 72 and summary["stopped_by"] == "end of source"
+    assert summary["detection_rate"] >= 0.95
+    assert set(summary["stage_ms"]) == {"decode", "detect", "align", "infer", "post", "sink"}
+    assert result.stderr.count(SYNTHETIC_NOTICE) == 1
+
+
+def test_sigterm_mid_run_exits_0_with_every_result_flushed(tmp_path: Path) -> None:
+    proc = start(*run_args(face_file("single_face.mp4"), "--max-fps", "10", "--log-dir", str(tmp_path)))
+    try:
+        deadline = time.monotonic() + 30
+        while not list(tmp_path.glob("*.jsonl")) and time.monotonic() < deadline:  # the run_started event
+            time.sleep(0.1)
+        time.sleep(1.5)  # ~15 frames at 10 frames/s; the clip has 72
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    records = [json.loads(line) for line in next(tmp_path.glob("*.jsonl")).read_text().splitlines()]
+    frames = [r for r in records if r["kind"] == "frame"]
+    stopped = records[-1]
+    assert stopped["event"] == "run_stopped" and stopped["stopped_by"] == "SIGTERM"
+    assert 5 <= len(frames) < 72
+    assert stopped["frames"] == len(frames)  # every processed frame reached the log
+    assert [r["frame"] for r in frames] == list(range(len(frames)))
+    assert "SIGTERM" in stdout
+
+
+def test_run_errors_are_one_line_with_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "edge-sdk.toml"
+    bad.write_text("[pain]\nthreshhold = 4\n")
+    result = edge_sdk("run", "--config", str(bad), "--source", str(face_file("single_face.mp4")))
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error:") and "pain.threshhold" in result.stderr
+    result = edge_sdk("run", "--model", pain_model())
+    assert result.returncode == 2 and "no source" in result.stderr
+
+
+def test_predict_prints_every_head_for_the_largest_face() -> None:
+    result = edge_sdk(
+        "predict", "--model", pain_model(), "--detector-model", str(yunet_path()), str(face_file("single_face.jpg"))
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "1 face(s)" in out
+    for head in ("au_occurrence", "au_intensity", "expression", "valence_arousal", "PSPI"):
+        assert head in out
+    assert result.stderr.count(SYNTHETIC_NOTICE) == 1
+
+
+def test_predict_all_faces_as_json() -> None:
+    images = [str(face_file("multi_face.jpg")), str(face_file("single_face.jpg"))]
+    result = edge_sdk(
+        "predict", "--model", pain_model(), "--detector-model", str(yunet_path()), "--faces", "all", "--json", *images
+    )
+    assert result.returncode == 0, result.stderr
+    reports = json.loads(result.stdout)
+    assert [len(r["faces"]) for r in reports] == [5, 1]
+    face = reports[0]["faces"][0]
+    assert {"box", "score", "crop", "expression", "valence_arousal", "pspi"} <= set(face)
+    assert 0.0 <= face["pspi"] <= 16.0
+
+
+def test_predict_without_au_heads_says_pain_is_not_available() -> None:
+    result = edge_sdk(
+        "predict",
+        "--model",
+        str(tiny_model(False)),
+        "--detector-model",
+        str(yunet_path()),
+        "--json",
+        str(face_file("single_face.jpg")),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count(PAIN_UNAVAILABLE) == 1
+    assert json.loads(result.stdout)[0]["faces"][0]["pspi"] is None
+
+
+def test_predict_bad_image_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "x.jpg"
+    bad.write_bytes(b"nope")
+    result = edge_sdk("predict", "--model", pain_model(), str(bad))
+    assert result.returncode == 2 and "not an image" in result.stderr
+
+
+def test_without_any_face_detector_predict_falls_back_loudly_and_run_refuses(tmp_path: Path) -> None:
+    empty_cache = {"EDGE_SDK_HOME": str(tmp_path / "cache")}  # no pulled YuNet; OpenCV 5 has no Haar cascades
+    image = str(face_file("single_face.jpg"))
+    result = edge_sdk("predict", "--model", pain_model(), "--json", image, env=empty_cache)
+    assert result.returncode == 0, result.stderr
+    if haar_cascade_path() is not None:  # OpenCV 4.x: the Haar cascade is the fallback
+        assert json.loads(result.stdout)[0]["detector"] == "haar"
+        return
+    assert "no face detector available" in result.stderr and "whole image" in result.stderr
+    assert json.loads(result.stdout)[0]["faces"][0]["crop"] == "box"
+    result = edge_sdk("run", "--model", pain_model(), "--source", str(face_file("single_face.mp4")), env=empty_cache)
+    assert result.returncode == 2 and "models pull yunet" in result.stderr
