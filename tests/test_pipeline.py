@@ -28,7 +28,8 @@ from tests.test_capture import FakeCamera, two_colour_bgr
 
 
 def config(source: Path | str, **overrides: object):
-    values = {"source": str(source), "detector.model": str(yunet_path()), "status_every_s": 0, **overrides}
+    values = {"source": str(source), "detector.model": str(yunet_path()), "status_every_s": 0, "log.format": "jsonl"}
+    values.update(overrides)
     return build_config({}, values)
 
 

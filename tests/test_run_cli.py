@@ -43,8 +43,22 @@ def run_args(source: Path, *extra: str) -> list[str]:
     return ["run", "--model", pain_model(), "--source", str(source), "--detector-model", str(yunet_path()), *extra]
 
 
+def read_private_log(log_dir: Path, key_file: Path) -> list[dict]:
+    """Every record of the encrypted log, decrypted with the key ring (kind and record fields merged)."""
+    from edge_sdk.store.db import LogDatabase
+    from edge_sdk.store.keys import read_key_file
+    from edge_sdk.store.reader import read_records
+
+    db = LogDatabase.open(log_dir, read_key_file(key_file))
+    try:
+        return [{"kind": r.kind, **r.record} for r in read_records(db)]
+    finally:
+        db.close()
+
+
 def test_run_on_a_video_reports_every_frame_and_stage_timings(tmp_path: Path) -> None:
-    result = edge_sdk(*run_args(face_file("single_face.mp4"), "--json", "--log-dir", str(tmp_path)))
+    log_args = ("--log-dir", str(tmp_path / "log"), "--log-format", "jsonl")
+    result = edge_sdk(*run_args(face_file("single_face.mp4"), "--json", *log_args))
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout[result.stdout.index("{") :])
     assert summary["frames"] == 72 and summary["stopped_by"] == "end of source"
@@ -53,11 +67,18 @@ def test_run_on_a_video_reports_every_frame_and_stage_timings(tmp_path: Path) ->
     assert result.stderr.count(SYNTHETIC_NOTICE) == 1
 
 
-def test_sigterm_mid_run_exits_0_with_every_result_flushed(tmp_path: Path) -> None:
-    proc = start(*run_args(face_file("single_face.mp4"), "--max-fps", "10", "--log-dir", str(tmp_path)))
+def test_sigterm_mid_run_exits_0_with_every_result_flushed_to_the_private_log(tmp_path: Path) -> None:
+    log_dir, key_file = tmp_path / "log", tmp_path / "key.json"
+    proc = start(
+        *run_args(face_file("single_face.mp4"), "--max-fps", "10", "--log-dir", str(log_dir)),
+        "--key-file",
+        str(key_file),
+        "--patient-id",
+        "MRN-0042",
+    )
     try:
         deadline = time.monotonic() + 30
-        while not list(tmp_path.glob("*.jsonl")) and time.monotonic() < deadline:  # the run_started event
+        while not (log_dir / "results.db").exists() and time.monotonic() < deadline:  # the log is open
             time.sleep(0.1)
         time.sleep(1.5)  # ~15 frames at 10 frames/s; the clip has 72
         proc.send_signal(signal.SIGTERM)
@@ -66,14 +87,19 @@ def test_sigterm_mid_run_exits_0_with_every_result_flushed(tmp_path: Path) -> No
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, stderr
-    records = [json.loads(line) for line in next(tmp_path.glob("*.jsonl")).read_text().splitlines()]
+    assert "encrypted" in stderr
+    records = read_private_log(log_dir, key_file)
     frames = [r for r in records if r["kind"] == "frame"]
-    stopped = records[-1]
+    stopped = next(r for r in reversed(records) if r.get("event") == "run_stopped")
     assert stopped["event"] == "run_stopped" and stopped["stopped_by"] == "SIGTERM"
     assert 5 <= len(frames) < 72
     assert stopped["frames"] == len(frames)  # every processed frame reached the log
     assert [r["frame"] for r in frames] == list(range(len(frames)))
     assert "SIGTERM" in stdout
+    raw = (log_dir / "results.db").read_bytes()
+    assert b"MRN-0042" not in raw and b"pspi" not in raw  # ids pseudonymous, payloads sealed
+    verify = edge_sdk("log", "verify", "--log-dir", str(log_dir), "--key-file", str(key_file))
+    assert verify.returncode == 0, verify.stdout + verify.stderr
 
 
 def test_run_errors_are_one_line_with_exit_2(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 from edge_sdk.face.detect import DETECTOR_KINDS
 from edge_sdk.face.select import FACE_POLICIES
 from edge_sdk.pipeline.build import build_pipeline
-from edge_sdk.pipeline.config import build_config, load_toml
+from edge_sdk.pipeline.config import LOG_FORMATS, build_config, load_toml
 from edge_sdk.pipeline.runner import RunSummary
 
 # argparse dest -> config key (flags override the --config file).
@@ -31,6 +31,11 @@ FLAG_KEYS = {
     "detector_model": "detector.model",
     "detect_scale": "detector.scale",
     "detect_every": "detector.interval",
+    "log_format": "log.format",
+    "key_file": "log.key_file",
+    "key_command": "log.key_command",
+    "patient_id": "log.patient_id",
+    "device_id": "log.device_id",
 }
 
 
@@ -41,7 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-fps", type=float, help="cap processed frames/s to save power")
     parser.add_argument("--max-frames", type=int, help="stop after N frames")
     parser.add_argument("--faces", choices=FACE_POLICIES, help="largest face (default: the patient) or all")
-    parser.add_argument("--log-dir", help="write the result log (JSON lines) here")
+    parser.add_argument("--log-dir", help="keep the private result log here (encrypted; see `edge-sdk log`)")
+    parser.add_argument("--log-format", choices=LOG_FORMATS, help="encrypted (default) or jsonl (bench tests only)")
+    parser.add_argument("--key-file", help="log key ring (created 0600 on first use; default ~/.config/edge-sdk)")
+    parser.add_argument("--key-command", help="command that prints the log key ring")
+    parser.add_argument("--patient-id", help="patient id, stored only as a keyed pseudonym")
+    parser.add_argument("--device-id", help="device id, stored only as a keyed pseudonym")
     parser.add_argument("--detector", choices=DETECTOR_KINDS, help="face detector (default auto: YuNet, else Haar)")
     parser.add_argument("--detector-model", help="path to a YuNet .onnx (e.g. yunet_s_640_640.onnx)")
     parser.add_argument("--detect-scale", type=float, help="detect on the frame resized by this factor (default 0.5)")

@@ -27,6 +27,28 @@ def load_model(name: str, backend: str | None, threads: int | None, log: TextIO)
     return model
 
 
+def open_log_sink(config: RunConfig, log: TextIO) -> Sink:
+    """The result log in ``config.log_dir``: the encrypted private log, or JSON lines when asked for."""
+    assert config.log_dir is not None
+    settings = config.log
+    if settings.format == "jsonl":
+        path = run_log_path(config.log_dir)
+        print(f"result log: {path} (plain JSON lines: for bench tests, not patients)", file=log, flush=True)
+        return JsonLinesSink(path)
+    from edge_sdk.store import EncryptedLogSink, KeySource
+
+    sink = EncryptedLogSink.open(
+        config.log_dir,
+        KeySource(key_file=settings.key_file, key_command=settings.key_command),
+        patient_id=settings.patient_id,
+        device_id=settings.device_id,
+        retention_days=settings.retention_days,
+        quota_bytes=int(settings.quota_mb * 1024 * 1024),
+    )
+    print(f"result log: {config.log_dir} (encrypted, pseudonymous, hash-chained)", file=log, flush=True)
+    return sink
+
+
 def build_pipeline(
     config: RunConfig,
     sinks: Sequence[Sink] = (),
@@ -50,9 +72,7 @@ def build_pipeline(
     analyzer = FaceAnalyzer(model, detector, faces=config.faces, detect_interval=d.interval)
     all_sinks: list[Sink] = [StdoutSink(frames=config.print_frames), *sinks]
     if config.log_dir:
-        path = run_log_path(config.log_dir)
-        all_sinks.append(JsonLinesSink(path))
-        print(f"result log: {path} (JSON lines)", file=log, flush=True)
+        all_sinks.append(open_log_sink(config, log))
     preview = None
     if config.preview:
         from edge_sdk.pipeline.preview import PreviewWindow

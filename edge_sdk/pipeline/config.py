@@ -1,7 +1,7 @@
 """``edge-sdk run`` settings: defaults < TOML file (``--config``) < command-line flags.
 
 Every key is declared once in :data:`OPTIONS` with its type and allowed range; unknown keys and bad values
-are rejected with the key named. The file is flat keys plus ``[capture]``, ``[detector]``, ``[pain]``.
+are rejected with the key named. The file is flat keys plus ``[capture]``, ``[detector]``, ``[pain]``, ``[log]``.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ def _between(low: float, high: float) -> Callable[[Any], str | None]:
 
 
 NUM = (int, float)
+LOG_FORMATS = ("encrypted", "jsonl")
 OPTIONS: dict[str, Option] = {
     "model": Option((str,), help="'demo', a model path or a pulled model name"),
     "backend": Option((str,), help="force a backend (onnxruntime, litert, openvino)"),
@@ -82,6 +83,13 @@ OPTIONS: dict[str, Option] = {
     "pain.window_s": Option(NUM, _non_negative),
     "pain.baseline_s": Option(NUM, _non_negative, "capture a neutral baseline for this long at start, 0 = off"),
     "pain.face_lost_after_s": Option(NUM, _non_negative),
+    "log.format": Option((str,), _choice(LOG_FORMATS), "encrypted (the private log) or jsonl (plain text, bench only)"),
+    "log.key_file": Option((str,), help="key ring file (created 0600 on first use)"),
+    "log.key_command": Option((str,), help="command printing the key ring (e.g. from a TPM or secrets store)"),
+    "log.patient_id": Option((str,), help="stored only as a keyed HMAC pseudonym"),
+    "log.device_id": Option((str,), help="stored only as a keyed HMAC pseudonym"),
+    "log.retention_days": Option(NUM, _positive, "purge records older than this"),
+    "log.quota_mb": Option(NUM, _positive, "purge oldest records beyond this database size"),
 }
 
 
@@ -106,6 +114,17 @@ class DetectorSettings:
 
 
 @dataclass(frozen=True)
+class LogSettings:
+    format: str = "encrypted"
+    key_file: str | None = None
+    key_command: str | None = None
+    patient_id: str | None = None
+    device_id: str | None = None
+    retention_days: float = 30.0
+    quota_mb: float = 512.0
+
+
+@dataclass(frozen=True)
 class RunConfig:
     model: str = "demo"
     backend: str | None = None
@@ -122,9 +141,15 @@ class RunConfig:
     capture: CaptureSettings = field(default_factory=CaptureSettings)
     detector: DetectorSettings = field(default_factory=DetectorSettings)
     pain: PainSettings = field(default_factory=PainSettings)
+    log: LogSettings = field(default_factory=LogSettings)
 
 
-SECTIONS: dict[str, type] = {"capture": CaptureSettings, "detector": DetectorSettings, "pain": PainSettings}
+SECTIONS: dict[str, type] = {
+    "capture": CaptureSettings,
+    "detector": DetectorSettings,
+    "pain": PainSettings,
+    "log": LogSettings,
+}
 
 
 def _flatten(data: Mapping[str, Any], where: str) -> dict[str, Any]:
