@@ -2,6 +2,7 @@
 
 from edge_sdk.model.card_io import load_card, sha256_file
 from edge_sdk.model.contract import (
+    AU_LABELS,
     CONTRACT_VERSION,
     EXPRESSION_LABELS,
     PSPI_AUS,
@@ -15,6 +16,7 @@ from edge_sdk.model.contract import (
 from edge_sdk.model.processing import HeadOutputs, postprocess, preprocess, pspi
 
 __all__ = [
+    "AU_LABELS",
     "CONTRACT_VERSION",
     "EXPRESSION_LABELS",
     "PSPI_AUS",

@@ -37,6 +37,9 @@ PSPI_AUS = ("AU4", "AU6", "AU7", "AU9", "AU10", "AU43")
 # The expression classes of the reference network, in its output order.
 EXPRESSION_LABELS = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt")
 
+# The action units of the reference network, in its output order (AU43 = eyes closed).
+AU_LABELS = ("AU1", "AU2", "AU4", "AU6", "AU7", "AU9", "AU10", "AU12", "AU15", "AU17", "AU25", "AU26", "AU43")
+
 
 def _require(data: dict[str, Any], key: str, path: str, source: str | None) -> Any:
     if key not in data:

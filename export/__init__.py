@@ -1,0 +1,1 @@
+"""Workstation tooling: reference network, synthetic faces, training, export (torch allowed here)."""
