@@ -1,0 +1,124 @@
+"""The export side of the target table: target name -> function that writes that target's INT8 artifact.
+
+Adding a target = one row in :data:`edge_sdk.targets.TARGETS` + one function here + one row in
+:data:`EXPORTERS`. Each function gets an :class:`ExportJob` and returns an :class:`Exported` with the
+artifact files (main file first) and an FP32 artifact for the same backend, so the report can give an
+INT8/FP32 latency ratio on the runtime that will actually run it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_sdk.model.contract import ModelCard, sidecar_path
+from edge_sdk.model.processing import HeadOutputs, split_heads
+from export.artifacts import write_sidecar
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    """Everything an export function needs."""
+
+    parent: Path  # FP32 ONNX (pruned or original) with its card embedded
+    card: ModelCard  # the artifact's card (target, precision, parent, pruning, calibration already filled)
+    calib: np.ndarray  # preprocessed NCHW float32 calibration batch
+    out_dir: Path  # where the artifact goes (a staging folder, renamed at the end)
+    work: Path  # scratch folder for FP32 references (not shipped)
+    stem: str  # file stem of the artifact, e.g. "edge-sdk-demo-synthetic_jetson_int8"
+    heldout: np.ndarray  # preprocessed held-out batch (only for accuracy-aware quantization)
+    heldout_ref: HeadOutputs  # FP32 parent raw head outputs on ``heldout``
+    max_drop: float | None = None
+
+
+@dataclass
+class Exported:
+    """What an export function wrote."""
+
+    files: list[Path]
+    fp32_reference: Path
+    checks: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def export_jetson(job: ExportJob) -> Exported:
+    """QDQ INT8 ONNX for TensorRT: symmetric int8 activations + per-channel int8 weights, proven by check_qdq."""
+    from export.quant_onnx import TENSORRT_SCHEME, check_qdq, quantize_qdq, trtexec_command
+
+    path = quantize_qdq(job.parent, job.out_dir / f"{job.stem}.onnx", job.card, job.calib, TENSORRT_SCHEME)
+    checks = {"qdq": check_qdq(path, TENSORRT_SCHEME), "trtexec": trtexec_command(path.name, job.card)}
+    notes = ["TensorRT is not run here; build the engine on the Jetson with the trtexec command."]
+    return Exported([path], job.parent, checks, notes)
+
+
+def export_cpu(job: ExportJob) -> Exported:
+    """QDQ INT8 ONNX for ONNX Runtime CPU: uint8 activations + per-channel int8 weights."""
+    from export.quant_onnx import ORT_CPU_SCHEME, check_qdq, quantize_qdq
+
+    path = quantize_qdq(job.parent, job.out_dir / f"{job.stem}.onnx", job.card, job.calib, ORT_CPU_SCHEME)
+    return Exported([path], job.parent, {"qdq": check_qdq(path, ORT_CPU_SCHEME)})
+
+
+def export_openvino(job: ExportJob) -> Exported:
+    """OpenVINO IR INT8 via NNCF; accuracy-controlled when ``max_drop`` is set."""
+    from export.convert import onnx_to_openvino_fp32
+    from export.fidelity import fidelity_score
+    from export.quant_openvino import quantize_openvino
+
+    card = job.card
+    validation = None
+    if job.max_drop is not None:
+
+        def score(outputs: dict[str, np.ndarray]) -> float:
+            return fidelity_score(card, job.heldout_ref, split_heads(card, outputs))
+
+        validation = (job.heldout, score)
+    xml = quantize_openvino(job.parent, job.out_dir / f"{job.stem}.xml", card, job.calib, validation, job.max_drop)
+    write_sidecar(card, [xml, xml.with_suffix(".bin")])
+    reference = onnx_to_openvino_fp32(job.parent, job.work / "openvino_fp32")
+    checks = {"accuracy_control": job.max_drop is not None, "max_drop": job.max_drop}
+    return Exported([xml, xml.with_suffix(".bin"), xml.with_name(xml.stem + ".card.json")], reference, checks)
+
+
+def _scratch_copy(onnx_path: Path, folder: Path) -> Path:
+    """A copy of an ONNX file (and its sidecar card, if any) in ``folder``.
+
+    onnx2tf 1.28 rewrites its input ONNX in place (it clears output shapes and saves over the file), which
+    would change the user's model and break its sidecar hash; it only ever sees copies.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    copy = folder / onnx_path.name
+    shutil.copyfile(onnx_path, copy)
+    if sidecar_path(onnx_path).is_file():
+        shutil.copyfile(sidecar_path(onnx_path), sidecar_path(copy))
+    return copy
+
+
+def export_rpi(job: ExportJob) -> Exported:
+    """TFLite full-integer INT8 (int8 input and outputs) for LiteRT + XNNPACK."""
+    from export.convert import onnx_to_tflite_fp32
+    from export.quant_tflite import quantize_tflite
+
+    source = _scratch_copy(job.parent, job.work / "int8_src")
+    path, card = quantize_tflite(source, job.out_dir / f"{job.stem}.tflite", job.card, job.calib)
+    sidecar = write_sidecar(card, [path])
+    reference = onnx_to_tflite_fp32(_scratch_copy(job.parent, job.work / "fp32_src"), job.work / "tflite_fp32")
+    checks = {
+        "input": {"dtype": card.input.dtype, "scale": card.input.scale, "zero_point": card.input.zero_point},
+        "outputs": "int8 (dequantized by the LiteRT backend with each tensor's scale/zero point)",
+        "tensor_names": {h.name: h.output for h in card.heads},
+    }
+    return Exported([path, sidecar], reference, checks)
+
+
+EXPORTERS: dict[str, Callable[[ExportJob], Exported]] = {
+    "jetson": export_jetson,
+    "rpi": export_rpi,
+    "openvino": export_openvino,
+    "cpu": export_cpu,
+}

@@ -1,0 +1,147 @@
+"""Fidelity of an exported artifact to its FP32 parent, per head, and the gates that pass or fail it.
+
+Everything compares post-processed outputs (probabilities, 0-5 intensities, tanh VA, PSPI 0-16) of the
+artifact with those of the FP32 parent on the same held-out crops: the FP32 model is the reference, not
+ground truth, so these numbers measure only what export changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge_sdk.errors import InputError
+from edge_sdk.model.contract import ModelCard
+from edge_sdk.model.processing import HeadOutputs, postprocess
+from export.evaluate import ccc, f1
+
+OCCURRENCE_THRESHOLD = 0.5
+
+
+def _head(card: ModelCard, kind: str) -> str | None:
+    head = card.head(kind)
+    return None if head is None else head.name
+
+
+def au_occurrence_f1(card: ModelCard, ref: HeadOutputs, out: HeadOutputs) -> float | None:
+    """Micro F1 of the artifact's AU decisions (p >= 0.5) against the FP32 decisions."""
+    name = _head(card, "au_occurrence")
+    if name is None:
+        return None
+    return f1(out[name] >= OCCURRENCE_THRESHOLD, ref[name] >= OCCURRENCE_THRESHOLD)
+
+
+def au_intensity_mae(card: ModelCard, ref: HeadOutputs, out: HeadOutputs) -> float | None:
+    """Mean absolute difference of AU intensities (0-5 scale)."""
+    name = _head(card, "au_intensity")
+    return None if name is None else float(np.abs(out[name] - ref[name]).mean())
+
+
+def expression_agreement(card: ModelCard, ref: HeadOutputs, out: HeadOutputs) -> float | None:
+    """Fraction of faces whose top-1 expression equals the FP32 top-1."""
+    name = _head(card, "expression")
+    return None if name is None else float((out[name].argmax(1) == ref[name].argmax(1)).mean())
+
+
+def _va_ccc(card: ModelCard, ref: HeadOutputs, out: HeadOutputs, column: int) -> float | None:
+    name = _head(card, "valence_arousal")
+    return None if name is None else ccc(out[name][:, column], ref[name][:, column])
+
+
+def va_ccc(card: ModelCard, ref: HeadOutputs, out: HeadOutputs) -> float | None:
+    """The lower of valence CCC and arousal CCC against FP32 (both must hold)."""
+    values = [_va_ccc(card, ref, out, c) for c in (0, 1)]
+    return None if values[0] is None else float(min(v for v in values if v is not None))
+
+
+def pspi_mae(card: ModelCard, ref: HeadOutputs, out: HeadOutputs) -> float | None:
+    """Mean absolute PSPI difference on the 0-16 scale."""
+    return None if "pspi" not in ref else float(np.abs(out["pspi"] - ref["pspi"]).mean())
+
+
+Metric = Callable[[ModelCard, HeadOutputs, HeadOutputs], "float | None"]
+
+METRICS: dict[str, Metric] = {
+    "au_occurrence_f1": au_occurrence_f1,
+    "au_intensity_mae": au_intensity_mae,
+    "expression_agreement": expression_agreement,
+    "valence_ccc": lambda card, ref, out: _va_ccc(card, ref, out, 0),
+    "arousal_ccc": lambda card, ref, out: _va_ccc(card, ref, out, 1),
+    "va_ccc": va_ccc,
+    "pspi_mae": pspi_mae,
+}
+
+
+@dataclass(frozen=True)
+class Gate:
+    """``metric`` must be >= (``higher_is_better``) or <= ``threshold``."""
+
+    metric: str
+    threshold: float
+    higher_is_better: bool
+    head: str  # the head a failure is reported against
+
+    def check(self, value: float | None) -> tuple[str, str]:
+        """(status, message): status is ``pass``, ``fail`` or ``n/a`` (the model has no such head)."""
+        if value is None:
+            return "n/a", f"{self.metric}: no {self.head} head"
+        ok = value >= self.threshold if self.higher_is_better else value <= self.threshold
+        op = ">=" if self.higher_is_better else "<="
+        if ok:
+            return "pass", f"{self.metric} {value:.4f} {op} {self.threshold:g}"
+        short = abs(value - self.threshold)
+        return "fail", (
+            f"{self.head} head: {self.metric} {value:.4f} misses the gate {op} {self.threshold:g} by {short:.4f}"
+        )
+
+
+DEFAULT_GATES: dict[str, Gate] = {
+    g.metric: g
+    for g in (
+        Gate("expression_agreement", 0.98, True, "expression"),
+        Gate("au_occurrence_f1", 0.95, True, "au_occurrence"),
+        Gate("va_ccc", 0.98, True, "valence_arousal"),
+        Gate("pspi_mae", 0.15, False, "au_intensity (PSPI)"),
+    )
+}
+
+
+def parse_gates(overrides: list[str] | None) -> dict[str, Gate]:
+    """Default gates with ``metric=threshold`` overrides (e.g. ``expression_agreement=0.97``)."""
+    gates = dict(DEFAULT_GATES)
+    for item in overrides or []:
+        name, sep, value = item.partition("=")
+        if not sep or name not in gates:
+            raise InputError(f"--gate {item!r}: expected METRIC=VALUE with METRIC one of {', '.join(gates)}")
+        try:
+            threshold = float(value)
+        except ValueError:
+            raise InputError(f"--gate {item!r}: {value!r} is not a number") from None
+        gate = gates[name]
+        gates[name] = Gate(gate.metric, threshold, gate.higher_is_better, gate.head)
+    return gates
+
+
+def compare(card: ModelCard, ref_raw: HeadOutputs, out_raw: HeadOutputs) -> dict[str, float | None]:
+    """Every metric of raw (backend) outputs ``out_raw`` against the FP32 raw outputs ``ref_raw``."""
+    ref, out = postprocess(card, ref_raw), postprocess(card, out_raw)
+    values = {name: fn(card, ref, out) for name, fn in METRICS.items()}
+    return {k: None if v is None else round(float(v), 5) for k, v in values.items()}
+
+
+def apply_gates(metrics: dict[str, float | None], gates: dict[str, Gate]) -> tuple[bool, list[dict[str, str]]]:
+    """(passed, one row per gate with status and message)."""
+    rows = []
+    for gate in gates.values():
+        status, message = gate.check(metrics.get(gate.metric))
+        rows.append({"metric": gate.metric, "status": status, "message": message})
+    return all(r["status"] != "fail" for r in rows), rows
+
+
+def fidelity_score(card: ModelCard, ref_raw: HeadOutputs, out_raw: HeadOutputs) -> float:
+    """One number in [0, 1] for NNCF's accuracy control: the worst of expression agreement, AU F1 and VA CCC."""
+    metrics = compare(card, ref_raw, out_raw)
+    values = [metrics[k] for k in ("expression_agreement", "au_occurrence_f1", "va_ccc") if metrics[k] is not None]
+    return float(min(values)) if values else 1.0

@@ -1,0 +1,77 @@
+"""OpenVINO IR INT8 through NNCF post-training quantization (optionally with accuracy control)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from edge_sdk.errors import ArtifactError
+from edge_sdk.model.contract import ModelCard
+
+CALIB_BATCH = 1  # NNCF collects statistics per item; batch 1 keeps the IR's dynamic batch untouched
+
+
+def _items(batch: np.ndarray) -> list[np.ndarray]:
+    return [batch[i : i + CALIB_BATCH] for i in range(0, len(batch), CALIB_BATCH)]
+
+
+def quantize_openvino(
+    fp32_onnx: Path,
+    xml_path: Path,
+    card: ModelCard,
+    calib: np.ndarray,
+    validation: tuple[np.ndarray, Callable[[dict[str, np.ndarray]], float]] | None = None,
+    max_drop: float | None = None,
+) -> Path:
+    """Write ``xml_path`` (+ ``.bin``): the ONNX model converted to OpenVINO and quantized to INT8 by NNCF.
+
+    With ``max_drop`` and ``validation = (held_out_batch, score_fn)``, uses
+    ``nncf.quantize_with_accuracy_control``: ``score_fn`` maps the model's raw outputs (tensor name -> array) on
+    the held-out batch to a fidelity score in [0, 1] (1 = identical to FP32) and NNCF reverts the most harmful
+    layers to FP32 until the score drops by at most ``max_drop``.
+    """
+    import nncf
+    import openvino as ov
+
+    try:
+        model = ov.convert_model(str(fp32_onnx))
+    except Exception as exc:
+        raise ArtifactError(f"{fp32_onnx}: OpenVINO could not convert it: {str(exc).strip()[:300]}") from None
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+    calibration = nncf.Dataset(_items(calib))
+    subset = len(calib)
+    # Absolute min/max activation ranges instead of NNCF's default averaged per-sample ranges: users calibrate
+    # on their own footage, which need not cover every face the model will see, and averaged ranges clip the
+    # rest (measured on the demo: PSPI MAE vs FP32 0.37 -> 0.15, VA CCC 0.974 -> 0.997).
+    advanced = AdvancedQuantizationParameters(activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX)
+    preset = nncf.QuantizationPreset.MIXED
+    if max_drop is None or validation is None:
+        quantized = nncf.quantize(model, calibration, subset_size=subset, preset=preset, advanced_parameters=advanced)
+    else:
+        held_out, score_fn = validation
+        names = list(card.output_tensors)
+
+        def validate(compiled: ov.CompiledModel, items) -> float:  # noqa: ANN001 - NNCF's callback signature
+            outputs: dict[str, list[np.ndarray]] = {n: [] for n in names}
+            for item in items:
+                result = compiled(item)
+                for name in names:
+                    outputs[name].append(np.asarray(result[compiled.output(name)]))
+            return float(score_fn({n: np.concatenate(v) for n, v in outputs.items()}))
+
+        quantized = nncf.quantize_with_accuracy_control(
+            model,
+            calibration,
+            nncf.Dataset(_items(held_out)),
+            validate,
+            max_drop=max_drop,
+            subset_size=subset,
+            preset=preset,
+            advanced_quantization_parameters=advanced,
+        )
+    ov.save_model(quantized, str(xml_path), compress_to_fp16=False)
+    return xml_path
