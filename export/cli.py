@@ -13,6 +13,7 @@ from edge_sdk.targets import TARGETS
 from export.calibration import DEFAULT_CALIB_SIZE
 from export.fidelity import DEFAULT_GATES, parse_gates
 from export.pipeline import ExportOptions, run_export
+from export.pruning import DEFAULT_STEPS
 from export.report import markdown_table
 
 
@@ -32,7 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--global-pruning", action="store_true", help="rank channels across layers instead of per layer"
     )
-    parser.add_argument("--distill-steps", type=int, default=300, help="self-distillation steps after pruning")
+    parser.add_argument(
+        "--distill-steps",
+        type=int,
+        default=DEFAULT_STEPS,
+        help=f"knowledge-distillation steps after pruning (default {DEFAULT_STEPS})",
+    )
     parser.add_argument(
         "--no-distill-synthetic",
         action="store_true",

@@ -172,6 +172,35 @@ def _derived_card(card: ModelCard, onnx_path: Path, tool: str, layout: str, name
     )
 
 
+def run_onnx2tf(onnx_path: Path, work: Path, log_path: Path) -> Path:
+    """onnx2tf on a *copy* of ``onnx_path``, offline and quiet; outputs (saved_model, float32 .tflite) in ``work``.
+
+    onnx2tf 1.28 rewrites its input ONNX in place (it clears output shapes and saves over the file), which
+    would change the user's model and break its card's hash, so it only ever sees a copy.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    work.mkdir(parents=True, exist_ok=True)
+    source = work / "source_copy" / onnx_path.name
+    source.parent.mkdir(exist_ok=True)
+    shutil.copyfile(onnx_path, source)
+    try:
+        with _quiet(log_path), _offline_onnx2tf():
+            import onnx2tf
+
+            onnx2tf.convert(
+                input_onnx_file_path=str(source),
+                output_folder_path=str(work),
+                not_use_onnxsim=True,  # onnxsim is not a dependency; onnx2tf would shell out to it
+                batch_size=1,  # static NHWC input; the runtime resizes for other batch sizes
+                non_verbose=True,
+            )
+    except (Exception, SystemExit) as exc:  # onnx2tf calls sys.exit(1) on some failures
+        raise ArtifactError(
+            f"{onnx_path}: onnx2tf conversion failed ({type(exc).__name__}: {exc}); log tail:\n{_log_tail(log_path)}"
+        ) from None
+    return work
+
+
 def onnx_to_tflite_fp32(onnx_path: str | Path, out_dir: str | Path) -> Path:
     """Convert a carded ONNX model to an NHWC float32 ``<stem>.tflite`` with a sidecar card.
 
@@ -188,22 +217,7 @@ def onnx_to_tflite_fp32(onnx_path: str | Path, out_dir: str | Path) -> Path:
     log_path = out_dir / f"{onnx_path.stem}.onnx2tf.log"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with tempfile.TemporaryDirectory(prefix="onnx2tf-") as work:
-        try:
-            with _quiet(log_path), _offline_onnx2tf():
-                import onnx2tf
-
-                onnx2tf.convert(
-                    input_onnx_file_path=str(onnx_path),
-                    output_folder_path=work,
-                    not_use_onnxsim=True,  # onnxsim is not a dependency; onnx2tf would shell out to it
-                    batch_size=1,  # static NHWC input; the runtime resizes for other batch sizes
-                    non_verbose=True,
-                )
-        except (Exception, SystemExit) as exc:  # onnx2tf calls sys.exit(1) on some failures
-            reason = f"{type(exc).__name__}: {exc}"
-            raise ArtifactError(
-                f"{onnx_path}: onnx2tf conversion failed ({reason}); log tail:\n{_log_tail(log_path)}"
-            ) from None
+        run_onnx2tf(onnx_path, Path(work), log_path)
         produced = Path(work) / f"{onnx_path.stem}_float32.tflite"
         if not produced.is_file():
             raise ArtifactError(f"{onnx_path}: onnx2tf wrote no float32 .tflite; log tail:\n{_log_tail(log_path)}")

@@ -8,7 +8,6 @@ INT8/FP32 latency ratio on the runtime that will actually run it.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_sdk.model.contract import ModelCard, sidecar_path
+from edge_sdk.model.contract import ModelCard
 from edge_sdk.model.processing import HeadOutputs, split_heads
 from export.artifacts import write_sidecar
 
@@ -34,6 +33,9 @@ class ExportJob:
     heldout: np.ndarray  # preprocessed held-out batch (only for accuracy-aware quantization)
     heldout_ref: HeadOutputs  # FP32 parent raw head outputs on ``heldout``
     max_drop: float | None = None
+    # Rendered faces that widen the calibration ranges of formats whose output tensors are int8 (TFLite):
+    # a user's few videos rarely span every expression, and an int8 output clips everything outside its range.
+    range_cover: np.ndarray | None = None
 
 
 @dataclass
@@ -85,35 +87,23 @@ def export_openvino(job: ExportJob) -> Exported:
     return Exported([xml, xml.with_suffix(".bin"), xml.with_name(xml.stem + ".card.json")], reference, checks)
 
 
-def _scratch_copy(onnx_path: Path, folder: Path) -> Path:
-    """A copy of an ONNX file (and its sidecar card, if any) in ``folder``.
-
-    onnx2tf 1.28 rewrites its input ONNX in place (it clears output shapes and saves over the file), which
-    would change the user's model and break its sidecar hash; it only ever sees copies.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    copy = folder / onnx_path.name
-    shutil.copyfile(onnx_path, copy)
-    if sidecar_path(onnx_path).is_file():
-        shutil.copyfile(sidecar_path(onnx_path), sidecar_path(copy))
-    return copy
-
-
 def export_rpi(job: ExportJob) -> Exported:
     """TFLite full-integer INT8 (int8 input and outputs) for LiteRT + XNNPACK."""
     from export.convert import onnx_to_tflite_fp32
     from export.quant_tflite import quantize_tflite
 
-    source = _scratch_copy(job.parent, job.work / "int8_src")
-    path, card = quantize_tflite(source, job.out_dir / f"{job.stem}.tflite", job.card, job.calib)
+    calib = job.calib if job.range_cover is None else np.concatenate([job.calib, job.range_cover])
+    path, card = quantize_tflite(job.parent, job.out_dir / f"{job.stem}.tflite", job.card, calib)
     sidecar = write_sidecar(card, [path])
-    reference = onnx_to_tflite_fp32(_scratch_copy(job.parent, job.work / "fp32_src"), job.work / "tflite_fp32")
+    reference = onnx_to_tflite_fp32(job.parent, job.work / "tflite_fp32")
     checks = {
         "input": {"dtype": card.input.dtype, "scale": card.input.scale, "zero_point": card.input.zero_point},
         "outputs": "int8 (dequantized by the LiteRT backend with each tensor's scale/zero point)",
+        "representative_rows": len(calib),
         "tensor_names": {h.name: h.output for h in card.heads},
     }
-    return Exported([path, sidecar], reference, checks)
+    notes = [] if job.range_cover is None else [f"TFLite calibration: + {len(job.range_cover)} rendered faces"]
+    return Exported([path, sidecar], reference, checks, notes)
 
 
 EXPORTERS: dict[str, Callable[[ExportJob], Exported]] = {

@@ -27,9 +27,12 @@ from edge_sdk.targets import TARGETS, get_target
 from export.calibration import DEFAULT_CALIB_SIZE, SYNTHETIC_SOURCE, CropSet, calibration_crops, heldout_crops
 from export.exporters import EXPORTERS, Exported, ExportJob
 from export.fidelity import DEFAULT_GATES, Gate, apply_gates, compare
+from export.pruning import DEFAULT_STEPS
 
 DISTILL_SYNTHETIC_SEED = 8001  # unlabelled rendered faces added to distillation; disjoint from held-out
-DISTILL_SYNTHETIC_FACTOR = 3  # rendered faces per calibration crop in the distillation set
+RANGE_COVER_SEED = 7501  # rendered faces that widen int8 output ranges (TFLite); disjoint from held-out
+RANGE_COVER_SIZE = 300
+DISTILL_SYNTHETIC_FACTOR = 10  # rendered faces per calibration crop in the distillation set (a pool rendered once)
 
 
 @dataclass
@@ -45,7 +48,7 @@ class ExportOptions:
     heldout_video: Path | None = None  # real faces added to the held-out set (excluded from calibration)
     prune: float = 0.0
     global_pruning: bool = False
-    distill_steps: int = 300
+    distill_steps: int = DEFAULT_STEPS
     distill_synthetic: bool = True
     max_drop: float | None = None
     gates: dict[str, Gate] = field(default_factory=lambda: dict(DEFAULT_GATES))
@@ -124,6 +127,16 @@ def _distill_data(calib: CropSet, card: ModelCard, options: ExportOptions) -> tu
         data.append(preprocess(list(extra.crops), card.input))
         summary["synthetic_crops"] = len(extra)
     return np.concatenate(data), summary
+
+
+def _range_cover(calib: CropSet, card: ModelCard, options: ExportOptions) -> np.ndarray | None:
+    """Rendered faces for :attr:`ExportJob.range_cover` (None when calibration is rendered faces already)."""
+    if calib.summary.get("source") == SYNTHETIC_SOURCE:
+        return None
+    from export.calibration import synthetic_crops
+
+    extra = synthetic_crops(card.input.height, card.input.width, RANGE_COVER_SIZE, RANGE_COVER_SEED + options.seed)
+    return preprocess(list(extra.crops), card.input)
 
 
 def _output_activations(card: ModelCard) -> list[tuple[str, tuple[float, float] | None]] | None:
@@ -284,6 +297,7 @@ def _run(options: ExportOptions, targets: list[str], staging: Path, work: Path, 
         + ")"
     )
     calib_batch = preprocess(list(calib.crops), spec)
+    range_cover = _range_cover(calib, card, options)
     heldout = preprocess(list(heldout_set.crops), spec)
 
     fp32_backend = load_backend(source.onnx, threads=options.threads)
@@ -342,6 +356,7 @@ def _run(options: ExportOptions, targets: list[str], staging: Path, work: Path, 
             heldout=heldout,
             heldout_ref=ref,
             max_drop=options.max_drop,
+            range_cover=range_cover,
         )
         job.work.mkdir(parents=True, exist_ok=True)
         exported = EXPORTERS[target](job)

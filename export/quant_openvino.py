@@ -49,8 +49,14 @@ def quantize_openvino(
     # rest (measured on the demo: PSPI MAE vs FP32 0.37 -> 0.15, VA CCC 0.974 -> 0.997).
     advanced = AdvancedQuantizationParameters(activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX)
     preset = nncf.QuantizationPreset.MIXED
+    # Full bias correction instead of NNCF's fast one: it re-estimates each layer's bias shift on the quantized
+    # model's own inputs, so errors do not accumulate through the residual stages (measured on the demo,
+    # 2-core x86 dev box: expression agreement vs FP32 0.960 -> 0.987, PSPI MAE 0.146 -> 0.052; ~2 s extra).
+    bias = {"fast_bias_correction": False}
     if max_drop is None or validation is None:
-        quantized = nncf.quantize(model, calibration, subset_size=subset, preset=preset, advanced_parameters=advanced)
+        quantized = nncf.quantize(
+            model, calibration, subset_size=subset, preset=preset, advanced_parameters=advanced, **bias
+        )
     else:
         held_out, score_fn = validation
         names = list(card.output_tensors)
@@ -72,6 +78,7 @@ def quantize_openvino(
             subset_size=subset,
             preset=preset,
             advanced_quantization_parameters=advanced,
+            **bias,
         )
     ov.save_model(quantized, str(xml_path), compress_to_fp16=False)
     return xml_path

@@ -1,7 +1,7 @@
 """TFLite full-integer INT8 for Raspberry Pi (LiteRT + XNNPACK).
 
 Path: onnx2tf turns the ONNX model into an NHWC TensorFlow saved_model (offline, see
-:func:`export.convert._offline_onnx2tf`), then TensorFlow's ``TFLiteConverter`` quantizes it with our
+:func:`export.convert.run_onnx2tf`), then TensorFlow's ``TFLiteConverter`` quantizes it with our
 calibration crops as the representative dataset. Why not onnx2tf's own ``-oiqt``: its calibration takes
 NHWC data plus a mean/std it applies itself, and it still calls its sample-data download for image
 models; feeding the converter the exact preprocessed tensors the runtime produces is simpler to get
@@ -11,7 +11,6 @@ card) and **int8 outputs** (the LiteRT backend dequantizes them with each tensor
 
 from __future__ import annotations
 
-import os
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -24,24 +23,9 @@ from edge_sdk.model.contract import ModelCard
 
 def _saved_model(fp32_onnx: Path, work: Path, log_path: Path) -> Path:
     """onnx2tf -> NHWC saved_model in ``work`` (batch 1, offline)."""
-    from export.convert import _log_tail, _offline_onnx2tf, _quiet
+    from export.convert import _log_tail, run_onnx2tf
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    try:
-        with _quiet(log_path), _offline_onnx2tf():
-            import onnx2tf
-
-            onnx2tf.convert(
-                input_onnx_file_path=str(fp32_onnx),
-                output_folder_path=str(work),
-                not_use_onnxsim=True,
-                batch_size=1,
-                non_verbose=True,
-            )
-    except (Exception, SystemExit) as exc:  # onnx2tf calls sys.exit(1) on some failures
-        raise ArtifactError(
-            f"{fp32_onnx}: onnx2tf conversion failed ({type(exc).__name__}: {exc}); log tail:\n{_log_tail(log_path)}"
-        ) from None
+    run_onnx2tf(fp32_onnx, work, log_path)
     if not (work / "saved_model.pb").is_file():
         raise ArtifactError(f"{fp32_onnx}: onnx2tf wrote no saved_model; log tail:\n{_log_tail(log_path)}")
     return work

@@ -45,11 +45,14 @@ def converted(demo_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Conv
     from export.convert import onnx_to_openvino_fp32, onnx_to_tflite_fp32
 
     out = tmp_path_factory.mktemp("converted")
+    before = sha256_file(demo_onnx)
     start = time.perf_counter()
     tflite = onnx_to_tflite_fp32(demo_onnx, out / "tflite")
     middle = time.perf_counter()
     xml = onnx_to_openvino_fp32(demo_onnx, out / "openvino")
     end = time.perf_counter()
+    # onnx2tf rewrites its input in place; the converter must only hand it a copy.
+    assert sha256_file(demo_onnx) == before, "converting changed the source ONNX file"
     return Converted(demo_onnx, tflite, xml, {"tflite": middle - start, "openvino": end - middle})
 
 

@@ -110,6 +110,8 @@ def test_third_party_onnx_all_targets(tmp_path):
         assert outputs["expression"].shape == (2, 8) and outputs["valence_arousal"].shape == (2, 2)
         assert row["expression_agreement"] is not None and row["au_occurrence_f1"] is None  # no AU head
         assert row["latency_ms"] > 0 and row["fp32_latency_ms"] > 0
+    # TFLite int8 outputs clip outside their calibration range: rendered faces widen it (real footage only here)
+    assert report["rows"][1]["checks"]["representative_rows"] == 32 + 300
     tflite = load_card(out / "thirdparty_rpi_int8.tflite")
     assert tflite.input.dtype == "int8" and tflite.input.layout == "NHWC" and tflite.input.scale > 0
     assert check_qdq(out / "thirdparty_jetson_int8.onnx", TENSORRT_SCHEME)["symmetric"] is True
@@ -233,3 +235,14 @@ def test_distillation_is_deterministic():
     a, b = (prune_and_recover(net, 0.3, data, steps=2, seed=3, progress=False) for _ in range(2))
     for (name, x), (_, y) in zip(a.model.state_dict().items(), b.model.state_dict().items(), strict=True):
         assert torch.equal(x, y), name
+
+
+def test_clamped_intensity_loss_ignores_what_clamping_hides():
+    import torch
+
+    from export.pruning import _clamped_error
+
+    teacher = torch.tensor([-2.0, -2.0, 6.0, 6.0, 2.0])
+    student = torch.tensor([-1.0, 0.5, 9.0, 4.0, 2.5])
+    # both below 0 -> no error; above the teacher's 0 -> error; both above 5 -> none; below 5 -> error; inside -> diff
+    assert _clamped_error(student, teacher, 0.0, 5.0).tolist() == [0.0, 0.5, 0.0, -1.0, 0.5]
