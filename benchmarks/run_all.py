@@ -36,9 +36,12 @@ TARGET_INT8_ORT = 1.8  # INT8 alone on ONNX Runtime vs FP32 on plain ORT
 TARGET_PIPELINE_FPS = 120.0  # end-to-end on 2 cores
 
 
-def sh(*argv: str) -> None:
+def sh(*argv: str, ok: tuple[int, ...] = (0,)) -> int:
     print("+", " ".join(argv), flush=True)
-    subprocess.run(argv, check=True, cwd=REPO)
+    code = subprocess.run(argv, cwd=REPO).returncode
+    if code not in ok:
+        raise SystemExit(f"command failed with exit code {code}: {' '.join(argv)}")
+    return code
 
 
 def export_folders(fresh: bool) -> dict[str, Path]:
@@ -50,22 +53,26 @@ def export_folders(fresh: bool) -> dict[str, Path]:
             continue
         prune = ["--prune", str(PRUNE)] if name == "pruned" else []
         targets = ",".join(TARGETS)
-        sh(sys.executable, "-m", "edge_sdk", "export", "--model", "demo", "--targets", targets, "--out", str(folder),
-           "--force", "--calib", "synthetic", *prune)  # fmt: skip
+        # Exit 1 = artifacts written but a fidelity gate failed: benchmark them anyway; the report shows the status.
+        code = sh(sys.executable, "-m", "edge_sdk", "export", "--model", "demo", "--targets", targets,
+                  "--out", str(folder), "--force", "--calib", "synthetic", *prune, ok=(0, 1))  # fmt: skip
+        if code == 1:
+            print(f"note: {folder.name}: some artifacts failed their fidelity gates (see its report.md)", flush=True)
     return folders
 
 
-def fp32_references(fresh: bool) -> Path:
+def fp32_references(fresh: bool) -> list[Path]:
     """FP32 .tflite and IR of the demo model (the export folder keeps only INT8 and the pruned FP32 ONNX)."""
     from edge_sdk.model.face_model import DEMO_MODEL
     from export.convert import onnx_to_openvino_fp32, onnx_to_tflite_fp32
 
-    folder = WORK / "fp32"
-    if fresh or not any(folder.glob("*.tflite")):
-        onnx_to_tflite_fp32(DEMO_MODEL, folder)
-    if fresh or not any(folder.glob("*.xml")):
-        onnx_to_openvino_fp32(DEMO_MODEL, folder)
-    return folder
+    # One folder per format: model.tflite and model.xml would share one sidecar card name.
+    tflite, openvino = WORK / "fp32_tflite", WORK / "fp32_openvino"
+    if fresh or not any(tflite.glob("*.tflite")):
+        onnx_to_tflite_fp32(DEMO_MODEL, tflite)
+    if fresh or not any(openvino.glob("*.xml")):
+        onnx_to_openvino_fp32(DEMO_MODEL, openvino)
+    return [tflite, openvino]
 
 
 def model_benchmarks(models: list[Path], runs: int, warmup: int, threads: tuple[int, ...]) -> list[dict[str, Any]]:
@@ -74,10 +81,11 @@ def model_benchmarks(models: list[Path], runs: int, warmup: int, threads: tuple[
     from edge_sdk.targets import TARGETS
 
     results = []
-    for target in TARGETS:
+    for target, row in TARGETS.items():
+        holding = [m for m in models if any(m.glob(f"*{row.artifact_suffix}"))]  # folders with this format
         config = BenchConfig(
             target=target,
-            models=tuple(str(m) for m in models),
+            models=tuple(str(m) for m in holding),
             threads=threads,
             runs=runs,
             warmup=warmup,
@@ -110,10 +118,26 @@ def log_writer_benchmark(machine: str) -> dict[str, Any] | None:
 
 
 # ---- targets -----------------------------------------------------------------------------------------
-def _rows(results: list[dict[str, Any]], target: str) -> list[dict[str, Any]]:
+def _best_rows(results: list[dict[str, Any]], target: str) -> list[dict[str, Any]]:
+    """Each variant at its fastest thread count, with ``speedup_vs_baseline`` recomputed against the plain-ORT
+    baseline at *its* fastest p50.
+
+    On 2 cores, sessions with 2 spinning threads disturb each other when interleaved (p90 near 9 ms), which can
+    make a baseline look slower than it is; best-vs-best keeps a ratio from flattering us.
+    """
     result = next(r for r in results if r["target"]["name"] == target)
-    most = max(r["threads"] or 0 for r in result["results"])
-    return [r for r in result["results"] if (r["threads"] or most) == most]
+    best: dict[str, dict[str, Any]] = {}
+    for row in result["results"]:
+        if row["variant"] not in best or row["latency_ms"]["p50"] < best[row["variant"]]["latency_ms"]["p50"]:
+            best[row["variant"]] = row
+    baseline = best.get("fp32-plain-ort")
+    rows = []
+    for row in best.values():
+        row = dict(row)
+        if baseline is not None:
+            row["speedup_vs_baseline"] = baseline["latency_ms"]["p50"] / row["latency_ms"]["p50"]
+        rows.append(row)
+    return rows
 
 
 def _gate_passed(row: dict[str, Any]) -> bool | None:
@@ -126,7 +150,7 @@ def check_targets(results: list[dict[str, Any]], pipeline: dict[str, Any] | None
     best = [
         r
         for t in ("cpu", "openvino")
-        for r in _rows(results, t)
+        for r in _best_rows(results, t)
         if r["variant"] == "pruned-int8" and r["speedup_vs_baseline"]
     ]
     top = max(best, key=lambda r: r["speedup_vs_baseline"], default=None)
@@ -141,7 +165,7 @@ def check_targets(results: list[dict[str, Any]], pipeline: dict[str, Any] | None
             "met": bool(top and top["speedup_vs_baseline"] >= TARGET_BEST_CPU and _gate_passed(top)),
         }
     )
-    int8 = next((r for r in _rows(results, "cpu") if r["variant"] == "int8"), None)
+    int8 = next((r for r in _best_rows(results, "cpu") if r["variant"] == "int8"), None)
     checks.append(
         {
             "target": f"INT8 alone on ONNX Runtime >= {TARGET_INT8_ORT}x vs FP32 on plain ORT",
@@ -149,7 +173,7 @@ def check_targets(results: list[dict[str, Any]], pipeline: dict[str, Any] | None
             "met": bool(int8 and int8["speedup_vs_baseline"] >= TARGET_INT8_ORT),
         }
     )
-    lite = next((r for r in _rows(results, "rpi") if r["variant"] == "int8"), None)
+    lite = next((r for r in _best_rows(results, "rpi") if r["variant"] == "int8"), None)
     checks.append(
         {
             "target": "LiteRT INT8 faster than LiteRT FP32",
@@ -220,7 +244,7 @@ def main() -> int:
 
     folders = export_folders(args.fresh)
     fp32 = fp32_references(args.fresh)
-    models = [folders["int8"], folders["pruned"], fp32]
+    models = [folders["int8"], folders["pruned"], *fp32]
     threads = tuple(int(t) for t in args.threads.split(","))
     results = model_benchmarks(models, args.runs, args.warmup, threads)
     pipeline = pipeline_benchmark([folders["pruned"], folders["int8"]], args.pipeline_frames)
