@@ -118,6 +118,13 @@ def test_third_party_onnx_all_targets(tmp_path):
     assert check_qdq(out / "thirdparty_cpu_int8.onnx", ORT_CPU_SCHEME)["activations"] == "uint8"
     assert "trtexec --onnx=thirdparty_jetson_int8.onnx --int8" in report["rows"][0]["checks"]["trtexec"]
     assert head_output_ops(out / "thirdparty_jetson_int8.onnx") == {"Gemm"}  # head outputs stay float
+    # the IR carries this artifact's own card (not the FP32 parent's) and its XML is compacted
+    import openvino as ov
+
+    xml = out / "thirdparty_openvino_int8.xml"
+    embedded = ov.Core().read_model(str(xml)).get_rt_info(["framework", "edge_sdk.card"]).astype(str)
+    assert json.loads(embedded)["export"]["target"] == "openvino"
+    assert "\n\t" not in xml.read_text(encoding="utf-8")
     for name in ("report.json", "report.md", "report.png"):
         assert (out / name).stat().st_size > 0
     assert not list(tmp_path.glob(".artifacts.staging-*"))
