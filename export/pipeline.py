@@ -118,9 +118,17 @@ def _artifact_size(files: list[Path]) -> int:
     return sum(f.stat().st_size for f in files if not f.name.endswith(".card.json"))
 
 
+def _preprocess_float16(crops: np.ndarray, card: ModelCard, chunk: int = 1000) -> np.ndarray:
+    """:func:`preprocess` as float16 (exact for 8-bit pixels), a chunk at a time so the full float32 copy of a
+    large set (3 GB for 20k crops) never exists."""
+    return np.concatenate(
+        [preprocess(list(crops[i : i + chunk]), card.input).astype(np.float16) for i in range(0, len(crops), chunk)]
+    )
+
+
 def _distill_data(calib: CropSet, card: ModelCard, options: ExportOptions) -> tuple[np.ndarray, dict[str, Any]]:
-    """Calibration crops plus rendered faces, preprocessed, as float16 (exact for 8-bit pixels; half the memory)."""
-    data = [preprocess(list(calib.crops), card.input).astype(np.float16)]
+    """Calibration crops plus rendered faces, preprocessed, as float16 (half the memory)."""
+    data = [_preprocess_float16(calib.crops, card)]
     summary = {"calibration_crops": len(calib)}
     if options.distill_synthetic and calib.summary.get("source") != SYNTHETIC_SOURCE:
         from export.calibration import synthetic_crops
@@ -128,8 +136,7 @@ def _distill_data(calib: CropSet, card: ModelCard, options: ExportOptions) -> tu
         count = options.distill_synthetic_count
         _log(f"rendering {count} unlabelled synthetic faces for distillation")
         extra = synthetic_crops(card.input.height, card.input.width, count, DISTILL_SYNTHETIC_SEED + options.seed)
-        for start in range(0, count, 1000):  # preprocess in chunks: the float32 copy of all 20k would be 3 GB
-            data.append(preprocess(list(extra.crops[start : start + 1000]), card.input).astype(np.float16))
+        data.append(_preprocess_float16(extra.crops, card))
         summary["synthetic_crops"] = len(extra)
     return np.concatenate(data), summary
 

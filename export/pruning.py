@@ -124,9 +124,10 @@ def _head_loss(student: Any, teacher: Any, activation: str, clamp: tuple[float, 
 
 
 def _augment(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Label-free augmentation of an NCHW batch: horizontal flips and small brightness/contrast changes."""
+    """Label-free augmentation of an NCHW batch (any float dtype): horizontal flips and small brightness/contrast
+    changes; returns a new float32 batch."""
     flip = rng.random(len(batch)) < 0.5
-    out = batch.copy()
+    out = batch.astype(np.float32)
     out[flip] = out[flip][..., ::-1]
     gain = rng.uniform(0.85, 1.15, (len(batch), 1, 1, 1)).astype(np.float32)
     bias = rng.uniform(-0.1, 0.1, (len(batch), 1, 1, 1)).astype(np.float32)
@@ -194,7 +195,7 @@ def distill(
     try:
         for _ in tqdm(range(steps), desc="distillation", disable=not progress, leave=False, dynamic_ncols=True):
             idx = rng.choice(len(data), size=min(batch, len(data)), replace=False)
-            x = torch.from_numpy(np.ascontiguousarray(_augment(data[idx].astype(np.float32), rng)))
+            x = torch.from_numpy(np.ascontiguousarray(_augment(data[idx], rng)))
             with torch.no_grad():
                 t_features, targets = _forward(teacher, x)
             s_features, outputs = _forward(student, x)
