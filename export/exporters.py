@@ -33,9 +33,6 @@ class ExportJob:
     heldout: np.ndarray  # preprocessed held-out batch (only for accuracy-aware quantization)
     heldout_ref: HeadOutputs  # FP32 parent raw head outputs on ``heldout``
     max_drop: float | None = None
-    # Rendered faces that widen the calibration ranges of formats whose output tensors are int8 (TFLite):
-    # a user's few videos rarely span every expression, and an int8 output clips everything outside its range.
-    range_cover: np.ndarray | None = None
 
 
 @dataclass
@@ -92,18 +89,16 @@ def export_rpi(job: ExportJob) -> Exported:
     from export.convert import onnx_to_tflite_fp32
     from export.quant_tflite import quantize_tflite
 
-    calib = job.calib if job.range_cover is None else np.concatenate([job.calib, job.range_cover])
-    path, card = quantize_tflite(job.parent, job.out_dir / f"{job.stem}.tflite", job.card, calib)
+    path, card = quantize_tflite(job.parent, job.out_dir / f"{job.stem}.tflite", job.card, job.calib)
     sidecar = write_sidecar(card, [path])
     reference = onnx_to_tflite_fp32(job.parent, job.work / "tflite_fp32")
     checks = {
         "input": {"dtype": card.input.dtype, "scale": card.input.scale, "zero_point": card.input.zero_point},
         "outputs": "int8 (dequantized by the LiteRT backend with each tensor's scale/zero point)",
-        "representative_rows": len(calib),
+        "representative_rows": len(job.calib),
         "tensor_names": {h.name: h.output for h in card.heads},
     }
-    notes = [] if job.range_cover is None else [f"TFLite calibration: + {len(job.range_cover)} rendered faces"]
-    return Exported([path, sidecar], reference, checks, notes)
+    return Exported([path, sidecar], reference, checks)
 
 
 EXPORTERS: dict[str, Callable[[ExportJob], Exported]] = {

@@ -30,7 +30,7 @@ from export.fidelity import DEFAULT_GATES, Gate, apply_gates, compare
 from export.pruning import DEFAULT_STEPS
 
 DISTILL_SYNTHETIC_SEED = 8001  # unlabelled rendered faces added to distillation; disjoint from held-out
-RANGE_COVER_SEED = 7501  # rendered faces that widen int8 output ranges (TFLite); disjoint from held-out
+RANGE_COVER_SEED = 7501  # rendered faces that widen int8 calibration ranges; disjoint from held-out
 RANGE_COVER_SIZE = 300
 # Unlabelled rendered faces added to the distillation set (rendered once, ~40 s; stored as float16, 1.5 GB).
 DISTILL_SYNTHETIC_COUNT = 20_000
@@ -141,14 +141,19 @@ def _distill_data(calib: CropSet, card: ModelCard, options: ExportOptions) -> tu
     return np.concatenate(data), summary
 
 
-def _range_cover(calib: CropSet, card: ModelCard, options: ExportOptions) -> np.ndarray | None:
-    """Rendered faces for :attr:`ExportJob.range_cover` (None when calibration is rendered faces already)."""
+def _range_cover(calib: CropSet, card: ModelCard, options: ExportOptions) -> CropSet | None:
+    """Rendered faces added to every target's calibration batch (None when calibration is rendered already).
+
+    A user's few videos rarely span every face the model will see, and int8 ranges clip whatever lies
+    outside them: on 300 real crops the demo's valence/arousal outputs span only +-0.9 against +-2.2 on
+    held-out faces (TFLite's int8 outputs clipped them), and inside the network the pruned demo's TensorRT
+    file lost PSPI MAE 0.237 -> 0.116 against FP32 without them (cpu 0.211 -> 0.098).
+    """
     if calib.summary.get("source") == SYNTHETIC_SOURCE:
         return None
     from export.calibration import synthetic_crops
 
-    extra = synthetic_crops(card.input.height, card.input.width, RANGE_COVER_SIZE, RANGE_COVER_SEED + options.seed)
-    return preprocess(list(extra.crops), card.input)
+    return synthetic_crops(card.input.height, card.input.width, RANGE_COVER_SIZE, RANGE_COVER_SEED + options.seed)
 
 
 def _output_activations(card: ModelCard) -> list[tuple[str, tuple[float, float] | None]] | None:
@@ -308,8 +313,8 @@ def _run(options: ExportOptions, targets: list[str], staging: Path, work: Path, 
         + (", plus real" if options.heldout_video else "")
         + ")"
     )
-    calib_batch = preprocess(list(calib.crops), spec)
     range_cover = _range_cover(calib, card, options)
+    calib_batch = preprocess(list(calib.crops) + ([] if range_cover is None else list(range_cover.crops)), spec)
     heldout = preprocess(list(heldout_set.crops), spec)
 
     fp32_backend = load_backend(source.onnx, threads=options.threads)
@@ -355,6 +360,8 @@ def _run(options: ExportOptions, targets: list[str], staging: Path, work: Path, 
         export=replace(card.export, pruning_ratio=pruning["ratio"] if pruning["applied"] else 0.0)
     )
     calib_summary = {k: v for k, v in calib.summary.items() if k != "cache"}
+    if range_cover is not None:
+        calib_summary["range_cover"] = range_cover.summary
     for target in targets:
         _log(f"[{target}] quantizing to INT8 ({TARGETS[target].quantization})")
         t0 = time.perf_counter()
@@ -368,7 +375,6 @@ def _run(options: ExportOptions, targets: list[str], staging: Path, work: Path, 
             heldout=heldout,
             heldout_ref=ref,
             max_drop=options.max_drop,
-            range_cover=range_cover,
         )
         job.work.mkdir(parents=True, exist_ok=True)
         exported = EXPORTERS[target](job)

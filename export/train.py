@@ -1,14 +1,16 @@
 """Deterministic CPU training of the reference network on rendered faces; writes checkpoint, ONNX and metrics.
 
-    python -m export.train --out DIR [--steps N] [--seed S] [--backbone resnet|mobilenetv2]
+    python -m export.train --out DIR [--steps N] [--seed S] [--backbone resnet|mobilenetv2] [--sparsity R]
 
 Writes ``DIR/demo_synthetic.pt`` (state_dict + config), ``DIR/demo_synthetic.json`` (config, training
 settings, timings), ``DIR/edge_sdk_demo_synthetic.onnx`` (FP32, card embedded) and ``DIR/metrics.json``
 (held-out synthetic metrics of the ONNX file, scored through edge_sdk.FaceModel).
 
-Runs are bit-identical for the same (seed, threads, steps, faces). The shipped demo weights come from
-``python -m export.train --out DIR --threads 1`` (defaults otherwise): on a 2-core box shared with other
-jobs, 2 torch threads thrash (5-10x slower per step), 1 thread does not.
+Group sparsity (``--sparsity``, default 0.5, from 25 % of the steps on) trains the network to be pruned:
+see :class:`export.pruning.GroupSparsity`. Runs are bit-identical for the same (seed, threads, steps,
+faces). The shipped demo weights come from ``python -m export.train --out DIR --threads 1`` (defaults
+otherwise): on a 2-core box shared with other jobs, 2 torch threads thrash (5-10x slower per step),
+1 thread does not.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import torch.nn.functional as F
 from edge_sdk.model.contract import AU_LABELS, ExportInfo, Provenance
 from export.network import DEFAULT_BACKBONE, HEAD_NAMES, INPUT_SIZE, FaceNet, NetworkConfig, reference_card
 from export.onnx_io import export_onnx
+from export.pruning import GroupSparsity
 from export.synthetic import SyntheticDataset, render_dataset
 
 CHECKPOINT_NAME = "demo_synthetic.pt"
@@ -35,6 +38,8 @@ ONNX_NAME = "edge_sdk_demo_synthetic.onnx"
 PROVENANCE_SOURCE = "edge-sdk synthetic demo training (export/train.py)"
 # AUs occur in ~10-50% of faces; weighting positives keeps rare ones (AU43, AU17) from being ignored.
 OCCURRENCE_POS_WEIGHT = torch.full((len(AU_LABELS),), 2.0)
+# Group sparsity starts once the network has learnt which channels matter (the regulariser ranks by magnitude).
+SPARSITY_START = 0.25
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,7 @@ class TrainConfig:
     warmup: int = 100
     threads: int = 2
     backbone: str = DEFAULT_BACKBONE
+    sparsity: float = 0.5  # group-sparsity regularisation (export/pruning.py GroupSparsity); 0 = off
 
     @property
     def train_seed(self) -> int:
@@ -137,6 +143,7 @@ def train(cfg: TrainConfig, log_every: int = 100) -> tuple[FaceNet, dict[str, fl
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
     )
     batches = Batches(data, cfg.batch, cfg.train_seed)
+    sparsity = GroupSparsity(model, (INPUT_SIZE, INPUT_SIZE), cfg.sparsity) if cfg.sparsity > 0 else None
     model.train()
     t1 = time.perf_counter()
     running: dict[str, float] = {}
@@ -148,6 +155,8 @@ def train(cfg: TrainConfig, log_every: int = 100) -> tuple[FaceNet, dict[str, fl
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if sparsity is not None and step >= SPARSITY_START * cfg.steps:
+            sparsity.apply(optimizer.param_groups[0]["lr"])
         for k, v in parts.items():
             running[k] = running.get(k, 0.0) + v / log_every
         if (step + 1) % log_every == 0:
@@ -207,6 +216,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-faces", type=int, default=defaults.eval_faces)
     parser.add_argument("--backbone", default=defaults.backbone, choices=("resnet", "mobilenetv2"))
     parser.add_argument(
+        "--sparsity",
+        type=float,
+        default=defaults.sparsity,
+        help="group-sparsity regularisation so the model prunes well later (0 = off)",
+    )
+    parser.add_argument(
         "--threads", type=int, default=defaults.threads, help="torch threads; use 1 on a CPU shared with other jobs"
     )
     args = parser.parse_args(argv)
@@ -217,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         eval_faces=args.eval_faces,
         backbone=args.backbone,
         threads=args.threads,
+        sparsity=args.sparsity,
     )
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)

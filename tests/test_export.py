@@ -14,6 +14,7 @@ import pytest
 
 from edge_sdk.backend import load_backend
 from edge_sdk.model.card_io import load_card, sha256_file
+from edge_sdk.model.face_model import DEMO_MODEL
 from edge_sdk.targets import TARGETS
 from export.exporters import EXPORTERS
 from export.fidelity import Gate, apply_gates, compare, parse_gates
@@ -253,3 +254,61 @@ def test_clamped_intensity_loss_ignores_what_clamping_hides():
     student = torch.tensor([-1.0, 0.5, 9.0, 4.0, 2.5])
     # both below 0 -> no error; above the teacher's 0 -> error; both above 5 -> none; below 5 -> error; inside -> diff
     assert _clamped_error(student, teacher, 0.0, 5.0).tolist() == [0.0, 0.5, 0.0, -1.0, 0.5]
+
+
+def test_group_sparsity_shrinks_the_weakest_channel_groups_most():
+    import torch
+
+    from export.network import build_network
+    from export.pruning import GroupSparsity
+
+    torch.manual_seed(0)
+    net = build_network()
+    conv = net.backbone[0][0]  # the stem: its input channels (RGB) are not prunable, so only its outputs decay
+    before = conv.weight.detach().flatten(1).norm(dim=1)
+    GroupSparsity(net, (112, 112), reg=1.0).apply(lr=0.01)
+    ratio = conv.weight.detach().flatten(1).norm(dim=1) / before
+    # decoupled decay: weight *= 1 - lr * reg * gamma; gamma is 1 for the layer's strongest group, 16 its weakest
+    assert float(ratio.max()) == pytest.approx(1 - 0.01, abs=1e-5)
+    assert float(ratio.min()) == pytest.approx(1 - 0.16, abs=1e-5)
+    assert all(p.grad is None for p in net.parameters())
+
+
+def test_shipped_demo_is_trained_to_prune():
+    """The demo was sparse-trained (export/train.py --sparsity): pruning 30 % of channels, before any
+    distillation, already keeps most of its decisions (a densely trained net fell to chance here)."""
+    import torch
+
+    from edge_sdk.model.processing import preprocess
+    from export.calibration import heldout_crops
+    from export.demo import load_demo_torch_model
+    from export.network import HEAD_NAMES
+    from export.pruning import prune_channels
+
+    teacher = load_demo_torch_model()
+    card = load_card(DEMO_MODEL)
+    x = torch.from_numpy(preprocess(list(heldout_crops(112, 112, 64, 0).crops), card.input))
+    student = prune_channels(teacher, 0.3, (112, 112))
+    with torch.no_grad():
+        ref, out = ({n: o.numpy() for n, o in zip(HEAD_NAMES, m(x), strict=True)} for m in (teacher, student))
+    metrics = compare(card, ref, out)
+    assert metrics["expression_agreement"] >= 0.95 and metrics["au_occurrence_f1"] >= 0.95
+
+
+def test_shortened_tensor_names_keep_the_graph_and_its_interface(tmp_path):
+    import onnx
+
+    from export.quant_onnx import shorten_tensor_names
+    from tests.model_factory import build_multitask_onnx
+
+    path = build_multitask_onnx(tmp_path / "m.onnx")
+    model = onnx.load(str(path))
+    node_names = [n.name for n in model.graph.node]
+    saved = shorten_tensor_names(model)
+    onnx.checker.check_model(model)
+    short = tmp_path / "short.onnx"
+    onnx.save(model, str(short))
+    assert saved > 0 and [n.name for n in model.graph.node] == node_names
+    x = np.random.default_rng(0).normal(0, 1, (4, 3, 64, 64)).astype(np.float32)
+    a, b = load_backend(path).run(x), load_backend(short).run(x)
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
