@@ -12,7 +12,7 @@ from pathlib import Path
 from edge_sdk.targets import TARGETS
 from export.calibration import DEFAULT_CALIB_SIZE
 from export.fidelity import DEFAULT_GATES, parse_gates
-from export.pipeline import ExportOptions, run_export
+from export.pipeline import DISTILL_SYNTHETIC_COUNT, ExportOptions, run_export
 from export.pruning import DEFAULT_STEPS
 from export.report import markdown_table
 
@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-distill-synthetic",
         action="store_true",
-        help="distil on the calibration crops only (default adds as many unlabelled rendered faces)",
+        help=f"distil on the calibration crops only (default adds {DISTILL_SYNTHETIC_COUNT:,} rendered faces)",
     )
     parser.add_argument(
         "--max-drop",

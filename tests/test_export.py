@@ -211,12 +211,14 @@ def test_pruning_cuts_params_and_int8_size(tmp_path):
             heldout_size=16,
             prune=0.3,
             distill_steps=4,
+            distill_synthetic_count=64,
             gates=parse_gates(["va_ccc=0", "au_occurrence_f1=0", "expression_agreement=0", "pspi_mae=16"]),
             latency_runs=2,
             progress=False,
         )
     )
     pruning = report["pruning"]
+    assert pruning["distill_data"] == {"calibration_crops": 32, "synthetic_crops": 64}
     assert pruning["applied"] and pruning["params_ratio"] <= 0.55 and pruning["macs_ratio"] <= 0.6
     pruned, cpu = report["rows"]
     assert pruned["target"] == "pruned-fp32" and pruned["params"] < report["model"]["params"] * 0.55
