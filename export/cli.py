@@ -13,7 +13,7 @@ from edge_sdk.targets import TARGETS
 from export.calibration import DEFAULT_CALIB_SIZE
 from export.fidelity import DEFAULT_GATES, parse_gates
 from export.pipeline import DISTILL_SYNTHETIC_COUNT, ExportOptions, run_export
-from export.pruning import DEFAULT_STEPS
+from export.pruning import DEFAULT_ROUND_TO, DEFAULT_STEPS
 from export.report import markdown_table
 
 
@@ -32,6 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prune", type=float, default=0.0, help="fraction of channels to remove (torch models only)")
     parser.add_argument(
         "--global-pruning", action="store_true", help="rank channels across layers instead of per layer"
+    )
+    parser.add_argument(
+        "--round-to",
+        type=int,
+        default=DEFAULT_ROUND_TO or 0,
+        help="round kept channel counts down to a multiple of N: faster int8 kernels, more channels removed (0: off)",
     )
     parser.add_argument(
         "--distill-steps",
@@ -97,6 +103,7 @@ def options_from_args(args: argparse.Namespace) -> ExportOptions:
         heldout_size=args.heldout_size,
         heldout_video=args.heldout_video,
         prune=args.prune,
+        round_to=args.round_to or None,
         global_pruning=args.global_pruning,
         distill_steps=args.distill_steps,
         distill_synthetic=not args.no_distill_synthetic,

@@ -27,7 +27,7 @@ from edge_sdk.targets import TARGETS, get_target
 from export.calibration import DEFAULT_CALIB_SIZE, SYNTHETIC_SOURCE, CropSet, calibration_crops, heldout_crops
 from export.exporters import EXPORTERS, Exported, ExportJob
 from export.fidelity import DEFAULT_GATES, Gate, apply_gates, compare
-from export.pruning import DEFAULT_STEPS
+from export.pruning import DEFAULT_ROUND_TO, DEFAULT_STEPS
 
 DISTILL_SYNTHETIC_SEED = 8001  # unlabelled rendered faces added to distillation; disjoint from held-out
 RANGE_COVER_SEED = 7501  # rendered faces that widen int8 calibration ranges; disjoint from held-out
@@ -49,6 +49,7 @@ class ExportOptions:
     heldout_video: Path | None = None  # real faces added to the held-out set (excluded from calibration)
     prune: float = 0.0
     global_pruning: bool = False
+    round_to: int | None = DEFAULT_ROUND_TO  # kept channels: multiples of this (None: exact ratio)
     distill_steps: int = DEFAULT_STEPS
     distill_synthetic: bool = True
     distill_synthetic_count: int = DISTILL_SYNTHETIC_COUNT
@@ -189,6 +190,7 @@ def _prune(source: Any, calib: CropSet, options: ExportOptions, staging: Path) -
         global_pruning=options.global_pruning,
         progress=options.progress,
         activations=_output_activations(source.card),
+        round_to=options.round_to,
     )
     card = source.card.with_changes(
         export=ExportInfo(
@@ -267,6 +269,8 @@ def run_export(options: ExportOptions) -> dict[str, Any]:
     check_out_dir(out, options.force)
     if not 0.0 <= options.prune < 1.0:
         raise InputError(f"--prune {options.prune}: expected a fraction of channels in [0, 1)")
+    if options.round_to is not None and options.round_to < 1:
+        raise InputError(f"--round-to {options.round_to}: expected a channel multiple >= 1 (0 turns rounding off)")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
     work = Path(tempfile.mkdtemp(prefix="edge-sdk-export-"))

@@ -314,3 +314,17 @@ def test_shortened_tensor_names_keep_the_graph_and_its_interface(tmp_path):
     x = np.random.default_rng(0).normal(0, 1, (4, 3, 64, 64)).astype(np.float32)
     a, b = load_backend(path).run(x), load_backend(short).run(x)
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_pruned_channel_counts_are_multiples_of_round_to():
+    import torch
+
+    from export.network import build_network
+    from export.pruning import prune_channels
+
+    torch.manual_seed(0)
+    net = build_network().eval()
+    widths = {n: [m.out_channels for m in prune_channels(net, 0.3, (112, 112), round_to=n).modules()
+                  if isinstance(m, torch.nn.Conv2d)] for n in (None, 4)}  # fmt: skip
+    assert widths[None][0] == 11 and all(w % 4 == 0 for w in widths[4])
+    assert all(r <= e for r, e in zip(widths[4], widths[None], strict=True))  # rounded down: never fewer removed

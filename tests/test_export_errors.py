@@ -69,3 +69,10 @@ def test_existing_output_folder_needs_force(tmp_path, model, capsys):
     assert code in (0, 1)  # gates are not what this test is about
     assert not (out / "keep.txt").exists() and (out / "test-multitask_cpu_int8.onnx").is_file()
     assert not leftovers(tmp_path)
+
+
+def test_negative_round_to(tmp_path, model, capsys):
+    out = tmp_path / "out"
+    assert export(tmp_path, model, "synthetic", out, "--round-to", "-4") == 2
+    assert "--round-to -4: expected a channel multiple >= 1" in capsys.readouterr().err
+    assert not out.exists() and not leftovers(tmp_path)
