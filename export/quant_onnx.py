@@ -146,8 +146,8 @@ def drop_output_qdq(model: Any) -> int:
     return len(removed) // 2
 
 
-def shorten_tensor_names(model: Any) -> int:
-    """Rename internal tensors to ``t0, t1, ...`` (in place); returns the bytes of names saved.
+def shorten_tensor_names(model: Any) -> None:
+    """Rename internal tensors to ``t0, t1, ...`` (in place).
 
     ``quantize_static`` names every tensor after its source plus suffixes (``..._DequantizeLinear_Output``,
     ``..._quantized_zero_point``); in the pruned demo's TensorRT file those names were 25 KB of 318 KB, and
@@ -163,8 +163,6 @@ def shorten_tensor_names(model: Any) -> int:
             return name
         return names.setdefault(name, f"t{len(names)}")
 
-    before = sum(len(n) for node in graph.node for n in (*node.input, *node.output))
-    before += sum(len(init.name) for init in graph.initializer)
     for init in graph.initializer:
         init.name = short(init.name)
     for node in graph.node:
@@ -172,9 +170,6 @@ def shorten_tensor_names(model: Any) -> int:
         node.output[:] = [short(n) for n in node.output]
     for info in graph.value_info:
         info.name = short(info.name)
-    after = sum(len(n) for node in graph.node for n in (*node.input, *node.output))
-    after += sum(len(init.name) for init in graph.initializer)
-    return before - after
 
 
 def _initializers(model: Any) -> dict[str, np.ndarray]:
