@@ -18,6 +18,7 @@ import pytest
 
 from edge_sdk.bench.machine import DEVICE_VERDICTS, collect_machine_info, device_verdict
 from edge_sdk.cli import main
+from edge_sdk.cpu import INT8_KERNEL_CLASSES
 from edge_sdk.model.contract import ExportInfo, ModelCard
 from edge_sdk.model.face_model import DEMO_MODEL
 from edge_sdk.targets import TARGETS
@@ -87,6 +88,7 @@ def test_every_target_runs_prints_table_and_writes_json_and_png(
     assert result["schema"] == "edge-sdk-benchmark/1"
     assert {"machine", "settings", "results", "hints", "notes", "target", "device_figures"} <= set(result)
     assert {"cpu", "cores_usable", "os", "runtimes", "onnxruntime_providers"} <= set(result["machine"])
+    assert result["machine"]["int8_kernels"] in INT8_KERNEL_CLASSES and "int8 kernels: " in out
     variants = [r["variant"] for r in result["results"]]
     assert variants == ["fp32", "int8"], variants  # the FP32 reference found beside each target's INT8
     for row in result["results"]:

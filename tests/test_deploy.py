@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
 SHARED = REPO.parent / "shared"
 UNITS = sorted(DEPLOY.glob("*/*.service"))
-SCRIPTS = sorted(DEPLOY.glob("*/*.sh"))
+SCRIPTS = sorted(DEPLOY.glob("*/*.sh")) + sorted((REPO / "scripts").glob("*.sh"))
 CONFIGS = sorted(DEPLOY.glob("*/edge-sdk.toml"))
 
 
@@ -95,38 +95,59 @@ def test_kiosk_examples_compile():
         compile(path.read_text(), str(path), "exec")
 
 
+def _clean_copy(destination: Path) -> Path:
+    """The checkout without build leftovers (pip builds in place: it must not write into the checkout)."""
+    ignore = shutil.ignore_patterns(".git", "build", "*.egg-info", "__pycache__", ".venv", "artifacts", ".*_cache")
+    shutil.copytree(REPO, destination, ignore=ignore)
+    return destination
+
+
 def test_rpi_install_python_steps_in_a_fresh_venv(tmp_path):
-    """The installer with EDGE_SDK_SYSTEM=0: venv --system-site-packages, pip install, picamera2 visible, yunet."""
+    """The installer with EDGE_SDK_SYSTEM=0: venv --system-site-packages, pip install, picamera2 visible, yunet.
+
+    Built with ``--no-build-isolation``, so the venv's own setuptools builds the wheel: the case that broke
+    where the system's setuptools (Python 3.11 bundles 65.x) had no ``wheel`` package beside it. The installer
+    must bring its own build tools into the venv, whatever the system has.
+    """
     assert (SHARED / "models" / "yunet").is_dir(), "../shared/models/yunet is missing"
     fakes = tmp_path / "system-site"  # stands in for the apt python3-picamera2 in dist-packages
     (fakes / "picamera2").mkdir(parents=True)
     (fakes / "picamera2" / "__init__.py").write_text("class Picamera2:\n    pass\n")
     prefix = tmp_path / "opt"
+    source = _clean_copy(tmp_path / "src")
     env = {
         **os.environ,
         "PYTHONPATH": str(fakes),
         "EDGE_SDK_SYSTEM": "0",
         "EDGE_SDK_PREFIX": str(prefix),
-        "EDGE_SDK_PIP_SPEC": f"{REPO}[litert]",
-        # offline: build with the interpreter's setuptools, dependencies come from the system site-packages
-        "EDGE_SDK_PIP_ARGS": "--no-build-isolation --no-deps --quiet",
+        "EDGE_SDK_PIP_SPEC": f"{source}[litert]",
+        "EDGE_SDK_PIP_ARGS": "--no-build-isolation --quiet --disable-pip-version-check",
         "EDGE_SDK_MODELS_FROM": str(SHARED / "models" / "yunet"),
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
     }
     done = subprocess.run(
-        ["bash", str(DEPLOY / "rpi" / "install.sh")], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
+        ["bash", str(DEPLOY / "rpi" / "install.sh")], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900
     )
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     venv_python = prefix / "venv" / "bin" / "python"
     cfg = (prefix / "venv" / "pyvenv.cfg").read_text()
     assert "include-system-site-packages = true" in cfg
     assert (prefix / "home" / "models" / "yunet" / "face_detection_yunet_2023mar.onnx").is_file()
     check = subprocess.run(
-        [str(venv_python), "-c", "import edge_sdk, picamera2; print(edge_sdk.__file__)"],
+        [
+            str(venv_python),
+            "-c",
+            "import edge_sdk, picamera2, setuptools, setuptools.command.bdist_wheel; "
+            "print(edge_sdk.__file__); print(setuptools.__version__)",
+        ],
         env=env,
         cwd=tmp_path,  # not the checkout: the import must come from the venv
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert check.returncode == 0 and str(prefix) in check.stdout, check.stdout + check.stderr
+    assert check.returncode == 0, check.stdout + check.stderr
+    edge_sdk_file, setuptools_version = check.stdout.split()
+    assert str(prefix) in edge_sdk_file, check.stdout
+    major, minor = (int(part) for part in setuptools_version.split(".")[:2])
+    assert (major, minor) >= (70, 1), f"the venv builds with setuptools {setuptools_version} (needs >= 70.1)"

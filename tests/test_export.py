@@ -7,6 +7,7 @@ Small on purpose (CI: 2 cores): tiny ONNX models from tests/model_factory.py, 32
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -185,11 +186,21 @@ def test_cli_exits_nonzero_when_a_gate_fails(tmp_path, capsys):
     out = tmp_path / "out"
     args = ["export", "--model", str(model), "--targets", "cpu", "--calib", "synthetic", "--out", str(out)]
     args += ["--calib-size", "16", "--heldout-size", "16", "--latency-runs", "2", "--no-progress"]
-    code = main([*args, "--gate", "expression_agreement=1.01"])
+    code = main([*args, "--gate", "expression_agreement=1.01"])  # no model can meet it, on any CPU
     printed = capsys.readouterr().out
     assert code == 1
-    assert "FAILED cpu: expression head: expression_agreement 1.0000 misses the gate >= 1.01 by 0.0100" in printed
-    assert json.loads((out / "report.json").read_text())["failed"] == ["cpu"]
+    # the agreement itself depends on the CPU's int8 kernels (1.0000 with VNNI, 0.9275 seen on AVX2):
+    # what must hold everywhere is the failure naming target, head, metric, gate and the true margin
+    found = re.search(
+        r"FAILED cpu: expression head: expression_agreement (\d\.\d{4}) misses the gate >= 1.01 by (\d\.\d{4})",
+        printed,
+    )
+    assert found, printed
+    agreement, margin = float(found[1]), float(found[2])
+    assert 0.0 <= agreement <= 1.0 and margin == pytest.approx(1.01 - agreement, abs=1e-4)
+    report = json.loads((out / "report.json").read_text())
+    assert report["failed"] == ["cpu"]
+    assert report["rows"][0]["expression_agreement"] == pytest.approx(agreement, abs=5e-5)
 
 
 def test_pruning_cuts_params_and_int8_size(tmp_path):

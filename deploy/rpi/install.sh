@@ -7,7 +7,8 @@
 # Environment (all optional):
 #   EDGE_SDK_PREFIX       install root (default /opt/edge-sdk): venv in $PREFIX/venv, model cache in $PREFIX/home
 #   EDGE_SDK_PIP_SPEC     what pip installs (default "edge-sdk[litert]"; a wheel path works offline)
-#   EDGE_SDK_PIP_ARGS     extra pip arguments (e.g. "--no-index --find-links /media/usb/wheels")
+#   EDGE_SDK_PIP_ARGS     extra pip arguments (e.g. "--no-index --find-links /media/usb/wheels"; such a
+#                         folder also needs pip, setuptools>=70.1 and wheel, which the venv gets first)
 #   EDGE_SDK_MODELS_FROM  folder with the model files, for air-gapped units (`edge-sdk models pull --from`)
 #   EDGE_SDK_SYSTEM=0     skip the root-only steps (apt, user, /etc, systemd): only venv, pip, models
 set -euo pipefail
@@ -34,7 +35,13 @@ python_environment() {
     log "venv $PREFIX/venv (--system-site-packages, so the apt picamera2 is importable)"
     mkdir -p "$PREFIX"
     python3 -m venv --system-site-packages "$PREFIX/venv"
+    # The venv's own build tools first, whatever the system has: Python 3.11's bundled setuptools (65.x)
+    # and older Debian ones build wheels only with the separate `wheel` package ("invalid command
+    # 'bdist_wheel'"), and an old pip may not build pyproject packages without build isolation.
+    log "pip, setuptools>=70.1 and wheel inside the venv"
     # shellcheck disable=SC2086  # PIP_ARGS is a list of arguments on purpose
+    "$PREFIX/venv/bin/python" -m pip install $PIP_ARGS --upgrade pip "setuptools>=70.1" wheel
+    # shellcheck disable=SC2086
     "$PREFIX/venv/bin/python" -m pip install $PIP_ARGS "$PIP_SPEC"
     "$PREFIX/venv/bin/python" -c 'import picamera2' \
         || { log "error: picamera2 does not import in the venv; is python3-picamera2 installed?"; exit 1; }

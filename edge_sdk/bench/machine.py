@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_sdk.cpu import describe_cpu
+
 # Runtimes whose versions a result records (distribution name -> label). Looked up in package
 # metadata, so nothing is imported just to print a version.
 RUNTIME_DISTRIBUTIONS = {
@@ -34,15 +36,6 @@ def _read(path: str) -> str:
         return Path(path).read_text(encoding="utf-8", errors="replace").strip("\x00\n ")
     except OSError:
         return ""
-
-
-def cpu_model() -> str:
-    """The CPU's marketing name (``/proc/cpuinfo`` on Linux, else :func:`platform.processor`)."""
-    for line in _read("/proc/cpuinfo").splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("model name", "Model", "Hardware") and value.strip():
-            return value.strip()
-    return platform.processor() or platform.machine()
 
 
 def cpu_vendor() -> str:
@@ -64,14 +57,6 @@ def is_jetson() -> bool:
 
 def is_raspberry_pi() -> bool:
     return "raspberry pi" in board_model().lower()
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (CPU affinity / cgroup pinning included where the OS says)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
 
 
 def rss_mb() -> float:
@@ -118,6 +103,8 @@ class MachineInfo:
     os: str
     board: str
     device_class: str
+    isa_flags: tuple[str, ...] = ()  # the inference-relevant ISA flags (edge_sdk.cpu.ISA_FLAGS_THAT_MATTER)
+    int8_kernels: str = "other"  # edge_sdk.cpu.INT8_KERNEL_CLASSES key: int8 results depend on it
     runtimes: dict[str, str] = field(default_factory=dict)
     onnxruntime_providers: tuple[str, ...] = ()
     load_average_start: tuple[float, float, float] | None = None
@@ -125,7 +112,11 @@ class MachineInfo:
     @property
     def summary(self) -> str:
         board = f"{self.board}, " if self.board else ""
-        return f"{board}{self.cpu} ({self.arch}), {self.cores_usable} usable cores, {self.os}"
+        flags = " ".join(self.isa_flags) or "unknown"
+        return (
+            f"{board}{self.cpu} ({self.arch}; int8 kernels {self.int8_kernels}; ISA {flags}), "
+            f"{self.cores_usable} usable cores, {self.os}"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -141,15 +132,18 @@ def onnxruntime_providers() -> tuple[str, ...]:
 
 def collect_machine_info() -> MachineInfo:
     """Describe this machine (cheap: reads /proc and package metadata, imports only onnxruntime)."""
+    cpu = describe_cpu()
     return MachineInfo(
-        cpu=cpu_model(),
+        cpu=cpu.model,
         cpu_vendor=cpu_vendor(),
-        arch=platform.machine(),
+        arch=cpu.arch,
         cores_logical=os.cpu_count() or 1,
-        cores_usable=usable_cores(),
+        cores_usable=cpu.cores_usable,
         os=platform.platform(terse=True),
         board=board_model(),
         device_class="jetson" if is_jetson() else "raspberry-pi" if is_raspberry_pi() else "generic",
+        isa_flags=cpu.isa_flags,
+        int8_kernels=cpu.int8_kernels,
         runtimes=runtime_versions(),
         onnxruntime_providers=onnxruntime_providers(),
         load_average_start=load_average(),

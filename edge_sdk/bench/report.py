@@ -118,10 +118,12 @@ def format_result(result: dict[str, Any]) -> str:
     target = result["target"]
     runtimes = ", ".join(f"{k} {v}" for k, v in machine["runtimes"].items())
     load = result["machine"].get("load_average_start")
+    isa = " ".join(machine.get("isa_flags") or []) or "unknown"  # results recorded before 0.1.0 lack it
     lines = [
         f"edge-sdk benchmark: target {target['name']} ({target['device']})",
         f"machine: {machine['cpu']} ({machine['arch']}), {machine['cores_usable']} usable cores, {machine['os']}"
         + (f", board {machine['board']}" if machine["board"] else ""),
+        f"int8 kernels: {machine.get('int8_kernels', 'unknown')}; ISA: {isa}",
         f"runtimes: {runtimes}",
         f"artifacts: {settings['source']}; batch 1, {settings['warmup']} warm-up + {settings['runs']} timed runs "
         f"per row, interleaved in blocks of {settings['block']}"

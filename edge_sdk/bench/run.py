@@ -22,7 +22,6 @@ from edge_sdk.bench.machine import (
     device_verdict,
     load_average,
     peak_rss_mb,
-    usable_cores,
 )
 from edge_sdk.bench.measure import (
     BASELINE_DESCRIPTION,
@@ -34,6 +33,7 @@ from edge_sdk.bench.measure import (
     run_interleaved,
     sample_batch,
 )
+from edge_sdk.cpu import usable_cores
 from edge_sdk.errors import InputError
 from edge_sdk.model.face_model import DEMO_MODEL
 from edge_sdk.targets import Target, get_target

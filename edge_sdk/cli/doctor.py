@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_sdk.cpu import INT8_KERNEL_CLASSES, describe_cpu
 from edge_sdk.errors import EdgeSdkError
 
 STATUSES = ("ok", "info", "warn", "FAIL")
@@ -143,24 +144,14 @@ def check_python(setup: Setup) -> list[Finding]:
     return [Finding("python", "ok" if ok else "FAIL", f"{version} ({sys.executable})", fix, required=True)]
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.split(":")[0].strip() in ("model name", "Model", "Hardware"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def check_cpu(setup: Setup) -> list[Finding]:
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpu = describe_cpu()
     return [
         Finding(
             "cpu",
             "info",
-            f"{platform.machine()}, {_cpu_model()}, {os.cpu_count()} cores ({usable} usable); "
-            f"{platform.system()} {platform.release()}",
+            f"{cpu.summary} ({os.cpu_count()} logical); {platform.system()} {platform.release()}; "
+            f"int8 results depend on this class: {INT8_KERNEL_CLASSES[cpu.int8_kernels]}",
         )
     ]
 

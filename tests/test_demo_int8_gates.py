@@ -1,0 +1,64 @@
+"""The packaged demo's INT8 artifacts against their fidelity gates, on the int8 kernels of this machine.
+
+The export's default run (all four targets, real faces from ../shared for calibration, the default
+gates) must pass wherever the int8 kernels accumulate in int32: x86 with VNNI, ARM. On x86 without
+VNNI onnxruntime's uint8 x int8 products saturate in int16 and the ORT-run files (cpu, and jetson,
+whose TensorRT file is judged on ORT CPU as a proxy) are known to miss their gates; making them pass
+there is issue #16. Until then those rows are strict expected failures *with the measured numbers*
+there (an unexpected pass fails too, so the table below cannot go stale), and nowhere else: on a
+VNNI or ARM machine a failing gate fails this test. The kernel class comes from
+onnxruntime itself (tests/isa.py), not from /proc/cpuinfo alone.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from export.pipeline import ExportOptions, run_export
+from tests.conftest import SHARED, shared_file
+from tests.isa import int8_kernels
+
+TARGETS = ("jetson", "rpi", "openvino", "cpu")
+
+# Measured 2026-12-02 on x86 without VNNI: the artifacts of this export, judged under
+# `qemu-x86_64 -cpu Haswell` (onnxruntime's AVX2 u8s8 kernels; tests/isa.py saw the saturation) on an
+# AMD EPYC host, 300 rendered held-out faces. The same files pass every gate on the host's VNNI kernels
+# (cpu 0.997 / jetson 0.990 agreement), and rpi (LiteRT) and openvino pass on both. The issue's real
+# AVX2 machine measured the cpu file at 0.907 too.
+KNOWN_NON_VNNI_GAPS: dict[str, str] = {
+    "cpu": "ORT QDQ u8s8 saturates in int16: expression agreement 0.907, AU F1 0.932, VA CCC 0.932, PSPI MAE 0.427",
+    "jetson": (
+        "judged on ORT CPU as a TensorRT proxy, whose AVX2 u8s8 kernels saturate: expression agreement 0.890, "
+        "AU F1 0.923, VA CCC 0.934, PSPI MAE 0.455"
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def demo_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    from edge_sdk.face import YuNetDetector
+
+    out = tmp_path_factory.mktemp("demo-int8") / "artifacts"
+    return run_export(
+        ExportOptions(
+            model="demo",
+            targets=list(TARGETS),
+            calib=str(SHARED / "data" / "faces"),
+            out=out,
+            latency_runs=3,
+            detector=YuNetDetector(shared_file("models/yunet/yunet_s_640_640.onnx")),
+            progress=False,
+        )
+    )
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_demo_int8_artifact_passes_its_gates(target: str, demo_report: dict, request: pytest.FixtureRequest) -> None:
+    kernels = int8_kernels()
+    if kernels == "x86-no-vnni" and target in KNOWN_NON_VNNI_GAPS:
+        # strict: once issue #16 makes it pass there, this entry must go (an XPASS fails the run)
+        reason = f"known gap on {kernels} int8 kernels, issue #16: {KNOWN_NON_VNNI_GAPS[target]}"
+        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
+    row = next(r for r in demo_report["rows"] if r["target"] == target)
+    failed = [g["message"] for g in row["gates"] if g["status"] == "fail"]
+    assert row["status"] == "passed", f"{target} on {kernels} int8 kernels: " + "; ".join(failed)
