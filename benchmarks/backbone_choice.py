@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_sdk.model.contract import Provenance
+from edge_sdk.contract.card import Provenance
 from export.network import BACKBONES, INPUT_NAME, build_network, count_macs, count_params, reference_card
 from export.onnx_io import export_onnx
 from export.synthetic import render_dataset

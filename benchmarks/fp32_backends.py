@@ -63,7 +63,7 @@ def main() -> None:
     faces = render_dataset(50, seed=2024, size=card.input.height).images
     runs = {"onnxruntime": (onnx, None), "litert": (tflite, None), "openvino": (xml, None)}
     backends = {name: load_backend(path, override, threads=1) for name, (path, override) in runs.items()}
-    from edge_sdk.model.processing import preprocess
+    from edge_sdk.contract.processing import preprocess
 
     batch = preprocess(list(faces), card.input)
     ref_raw = backends["onnxruntime"].run(batch)

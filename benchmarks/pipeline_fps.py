@@ -22,8 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edge_sdk import build_pipeline
 from edge_sdk.model.face_model import FaceModel
-from edge_sdk.pipeline import FrameResult, build_config, build_pipeline
+from edge_sdk.pipeline import FrameResult, build_config
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -6,9 +6,9 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from edge_sdk.contract.card import ModelCard, sidecar_path
+from edge_sdk.contract.card_io import sha256_file
 from edge_sdk.errors import ArtifactError
-from edge_sdk.model.card_io import sha256_file
-from edge_sdk.model.contract import ModelCard, sidecar_path
 
 
 def _refuse_foreign_sidecar(target: Path, names: set[str]) -> None:

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_sdk.contract.card import ModelCard
+from edge_sdk.contract.card_io import load_card, sha256_file
 from edge_sdk.errors import ArtifactError
-from edge_sdk.model.card_io import load_card, sha256_file
-from edge_sdk.model.contract import ModelCard
 from export.artifacts import write_sidecar
 
 # A converted model must reproduce the ONNX outputs this closely on a random input, or conversion fails.

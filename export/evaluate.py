@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from edge_sdk.model.contract import AU_LABELS
+from edge_sdk.contract.card import AU_LABELS
 from export.synthetic import SyntheticDataset
 
 # crops (BGR uint8) -> post-processed heads as FaceModel.predict returns them (incl. "pspi").

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from edge_sdk.model.contract import ModelCard
-from edge_sdk.model.processing import HeadOutputs, split_heads
+from edge_sdk.contract.card import ModelCard
+from edge_sdk.contract.processing import HeadOutputs, split_heads
 from export.artifacts import write_sidecar
 
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge_sdk.contract.card import ModelCard
+from edge_sdk.contract.processing import HeadOutputs, postprocess
 from edge_sdk.errors import InputError
-from edge_sdk.model.contract import ModelCard
-from edge_sdk.model.processing import HeadOutputs, postprocess
 from export.evaluate import ccc, f1
 
 OCCURRENCE_THRESHOLD = 0.5

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from edge_sdk.model.contract import (
+from edge_sdk.contract.card import (
     AU_LABELS,
     EXPRESSION_LABELS,
     ExportInfo,

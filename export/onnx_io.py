@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 import torch
 
-from edge_sdk.model.contract import ONNX_METADATA_KEY, ModelCard
+from edge_sdk.contract.card import ONNX_METADATA_KEY, ModelCard
 from export.network import HEAD_NAMES, INPUT_NAME, INPUT_SIZE
 
 MATCH_TOLERANCE = 1e-4

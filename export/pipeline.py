@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from edge_sdk.backend import load_backend
+from edge_sdk.contract.card import ExportInfo, ModelCard
+from edge_sdk.contract.card_io import sha256_file
+from edge_sdk.contract.processing import HeadOutputs, preprocess
 from edge_sdk.errors import InputError
-from edge_sdk.model.card_io import sha256_file
-from edge_sdk.model.contract import ExportInfo, ModelCard
-from edge_sdk.model.processing import HeadOutputs, preprocess
 from edge_sdk.targets import TARGETS, get_target
 from export.calibration import DEFAULT_CALIB_SIZE, SYNTHETIC_SOURCE, CropSet, calibration_crops, heldout_crops
 from export.exporters import EXPORTERS, Exported, ExportJob

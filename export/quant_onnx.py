@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from edge_sdk.contract.card import ONNX_METADATA_KEY, ModelCard
 from edge_sdk.errors import ArtifactError
-from edge_sdk.model.contract import ONNX_METADATA_KEY, ModelCard
 
 MIN_TENSORRT_OPSET = 13
 CALIB_BATCH = 16

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_sdk.contract.card import ONNX_METADATA_KEY, ModelCard
 from edge_sdk.errors import ArtifactError
-from edge_sdk.model.contract import ONNX_METADATA_KEY, ModelCard
 
 CALIB_BATCH = 1  # NNCF collects statistics per item; batch 1 keeps the IR's dynamic batch untouched
 

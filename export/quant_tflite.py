@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_sdk.contract.card import ModelCard
 from edge_sdk.errors import ArtifactError
-from edge_sdk.model.contract import ModelCard
 
 
 def _saved_model(fp32_onnx: Path, work: Path, log_path: Path) -> Path:

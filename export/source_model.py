@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_sdk.contract.card import ModelCard
+from edge_sdk.contract.card_io import load_card
 from edge_sdk.errors import ArtifactError
-from edge_sdk.model.card_io import load_card
-from edge_sdk.model.contract import ModelCard
 
 TORCH_SUFFIXES = (".pt", ".pth")
 
@@ -24,7 +24,7 @@ class SourceModel:
 
 
 def _torch_checkpoint(path: Path, work: Path) -> SourceModel:
-    from edge_sdk.model.contract import Provenance
+    from edge_sdk.contract.card import Provenance
     from export.demo import load_checkpoint
     from export.network import reference_card
     from export.onnx_io import export_onnx

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from edge_sdk.model.contract import AU_LABELS, EXPRESSION_LABELS
+from edge_sdk.contract.card import AU_LABELS, EXPRESSION_LABELS
 
 AU_INDEX = {au: i for i, au in enumerate(AU_LABELS)}
 N_AUS = len(AU_LABELS)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edge_sdk.model.contract import AU_LABELS, ExportInfo, Provenance
+from edge_sdk.contract.card import AU_LABELS, ExportInfo, Provenance
 from export.network import DEFAULT_BACKBONE, HEAD_NAMES, INPUT_SIZE, FaceNet, NetworkConfig, reference_card
 from export.onnx_io import export_onnx
 from export.pruning import GroupSparsity

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from edge_sdk.model.contract import ONNX_METADATA_KEY, ModelCard
+from edge_sdk.contract.card import ONNX_METADATA_KEY, ModelCard
 
 AU_LABELS = ("AU1", "AU2", "AU4", "AU6", "AU7", "AU9", "AU10", "AU12", "AU15", "AU17", "AU25", "AU26", "AU43")
 HSEMOTION_LABELS = ("anger", "contempt", "disgust", "fear", "happy", "neutral", "sad", "surprise")

@@ -6,7 +6,7 @@ import functools
 import tempfile
 from pathlib import Path
 
-from edge_sdk.model.contract import EXPRESSION_LABELS, HeadSpec, InputSpec, ModelCard, Provenance
+from edge_sdk.contract.card import EXPRESSION_LABELS, HeadSpec, InputSpec, ModelCard, Provenance
 from edge_sdk.model.face_model import DEMO_MODEL
 from tests.conftest import SHARED, shared_file
 

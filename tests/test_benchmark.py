@@ -18,8 +18,8 @@ import pytest
 
 from edge_sdk.bench.machine import DEVICE_VERDICTS, collect_machine_info, device_verdict
 from edge_sdk.cli import main
+from edge_sdk.contract.card import ExportInfo, ModelCard
 from edge_sdk.cpu import INT8_KERNEL_CLASSES
-from edge_sdk.model.contract import ExportInfo, ModelCard
 from edge_sdk.model.face_model import DEMO_MODEL
 from edge_sdk.targets import TARGETS
 from tests.conftest import shared_file

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_sdk.model.contract import AU_LABELS, EXPRESSION_LABELS
+from edge_sdk.contract.card import AU_LABELS, EXPRESSION_LABELS
 from edge_sdk.model.face_model import DEMO_DIR, DEMO_MODEL, FaceModel
 from export.evaluate import evaluate
 from export.synthetic import render_dataset

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from edge_sdk.backend import load_backend
-from edge_sdk.model.card_io import load_card, sha256_file
+from edge_sdk.contract.card_io import load_card, sha256_file
 from edge_sdk.model.face_model import DEMO_MODEL
 from edge_sdk.targets import TARGETS
 from export.exporters import EXPORTERS
@@ -292,7 +292,7 @@ def test_shipped_demo_is_trained_to_prune():
     distillation, already keeps most of its decisions (a densely trained net fell to chance here)."""
     import torch
 
-    from edge_sdk.model.processing import preprocess
+    from edge_sdk.contract.processing import preprocess
     from export.calibration import heldout_crops
     from export.demo import load_demo_torch_model
     from export.network import HEAD_NAMES

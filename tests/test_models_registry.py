@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from edge_sdk.cli import main
+from edge_sdk.contract.card import sidecar_path
 from edge_sdk.errors import ArtifactError, InputError
-from edge_sdk.model.contract import sidecar_path
 from edge_sdk.models_registry import (
     REGISTRY,
     cache_dir,

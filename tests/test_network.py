@@ -9,8 +9,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from edge_sdk.contract.card import AU_LABELS, EXPRESSION_LABELS, Provenance
 from edge_sdk.model import load_card
-from edge_sdk.model.contract import AU_LABELS, EXPRESSION_LABELS, Provenance
 from export.network import (
     BACKBONES,
     DEFAULT_BACKBONE,

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge_sdk import build_pipeline
 from edge_sdk.capture import OpenCVSource
 from edge_sdk.errors import InputError
 from edge_sdk.model.face_model import FaceModel
@@ -20,7 +21,6 @@ from edge_sdk.pipeline import (
     JsonLinesSink,
     PainState,
     build_config,
-    build_pipeline,
     load_toml,
 )
 from tests.runtime_fixtures import face_file, pain_model, tiny_model, yunet_path

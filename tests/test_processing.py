@@ -1,13 +1,13 @@
-"""Post-processing lives once in edge_sdk.model.processing: activations, PSPI, preprocessing."""
+"""Post-processing lives once in edge_sdk.contract.processing: activations, PSPI, preprocessing."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from edge_sdk.contract.card import ModelCard
+from edge_sdk.contract.processing import check_batch, describe_face, postprocess, preprocess, pspi
 from edge_sdk.errors import InputError
-from edge_sdk.model.contract import ModelCard
-from edge_sdk.model.processing import check_batch, describe_face, postprocess, preprocess, pspi
 
 PSPI_LABELS = ["AU4", "AU6", "AU7", "AU9", "AU10", "AU43"]
 

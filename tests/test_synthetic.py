@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from edge_sdk.model.contract import AU_LABELS, EXPRESSION_LABELS
-from edge_sdk.model.processing import pspi
+from edge_sdk.contract.card import AU_LABELS, EXPRESSION_LABELS
+from edge_sdk.contract.processing import pspi
 from export.synthetic import AU_INDEX, neutral_params, render, render_dataset
 
 

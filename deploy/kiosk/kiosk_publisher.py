@@ -14,7 +14,7 @@ import socket
 import time
 from typing import Any
 
-from edge_sdk.pipeline.build import build_pipeline
+from edge_sdk import build_pipeline
 from edge_sdk.pipeline.config import build_config, load_toml
 
 SOCKET_PATH = "/run/edge-sdk/kiosk.sock"

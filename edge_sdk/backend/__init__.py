@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from edge_sdk.backend.base import Backend, BackendInfo
+from edge_sdk.contract.card_io import load_card
 from edge_sdk.errors import ArtifactError, BackendUnavailableError, InputError
-from edge_sdk.model.card_io import load_card
 
 
 @dataclass(frozen=True)

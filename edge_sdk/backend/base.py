@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_sdk.model.contract import ModelCard
-from edge_sdk.model.processing import HeadOutputs, check_batch, split_heads
+from edge_sdk.contract.card import ModelCard
+from edge_sdk.contract.processing import HeadOutputs, check_batch, split_heads
 
 
 @dataclass(frozen=True)
@@ -29,9 +29,9 @@ class BackendInfo:
 
 class Backend(ABC):
     """Runs one artifact. ``run`` takes the NCHW float32 batch from
-    :func:`edge_sdk.model.processing.preprocess` and returns raw (pre-activation) head arrays,
+    :func:`edge_sdk.contract.processing.preprocess` and returns raw (pre-activation) head arrays,
     mapped by the card's output names. Layout and int8 (de)quantization are the backend's job;
-    activations and PSPI are not (see :func:`edge_sdk.model.processing.postprocess`).
+    activations and PSPI are not (see :func:`edge_sdk.contract.processing.postprocess`).
     """
 
     name: str = ""

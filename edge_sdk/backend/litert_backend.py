@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from edge_sdk.backend.base import Backend, BackendInfo, dequantize, quantize
+from edge_sdk.contract.card import ModelCard
 from edge_sdk.errors import ArtifactError, BackendUnavailableError, ContractError
-from edge_sdk.model.contract import ModelCard
 
 INSTALL_HINT = "pip install 'edge-sdk[litert]' (or tflite-runtime on older Raspberry Pi OS)"
 # Card and interpreter input quantization must agree this closely (they are copies of one number).

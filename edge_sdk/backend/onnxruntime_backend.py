@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from edge_sdk.backend.base import Backend, BackendInfo, dequantize, quantize
+from edge_sdk.contract.card import ModelCard
 from edge_sdk.errors import ArtifactError
-from edge_sdk.model.contract import ModelCard
 
 # Best first. TensorRT builds an engine from QDQ ONNX (explicit quantization) on first run.
 DEFAULT_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from edge_sdk.backend.base import Backend, BackendInfo, quantize
+from edge_sdk.contract.card import ModelCard
 from edge_sdk.errors import ArtifactError, InputError
-from edge_sdk.model.contract import ModelCard
 
 DEVICES = ("CPU", "GPU", "NPU", "AUTO")
 

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from edge_sdk.backend import FORMATS
+from edge_sdk.contract.card import ModelCard
+from edge_sdk.contract.card_io import load_card
 from edge_sdk.errors import ArtifactError, ContractError, InputError
-from edge_sdk.model.card_io import load_card
-from edge_sdk.model.contract import ModelCard
 from edge_sdk.targets import Target
 
 # Formats a target also accepts for an FP32 parent without a target (OpenVINO reads ONNX itself).
@@ -220,7 +220,7 @@ def _sort_key(a: BenchArtifact) -> tuple[int, float, str]:
 
 def _demo_parent(found: ArtifactSet, target: Target, demo_path: Path) -> BenchArtifact | None:
     """The packaged demo model as FP32 reference when it is the artifacts' parent (by sha256) and runs here."""
-    from edge_sdk.model.card_io import sha256_file
+    from edge_sdk.contract.card_io import sha256_file
 
     suffixes = (target.artifact_suffix, *FP32_PARENT_SUFFIXES.get(target.name, ()))
     if not demo_path.is_file() or demo_path.suffix.lower() not in suffixes:

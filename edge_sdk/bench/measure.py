@@ -20,8 +20,8 @@ import numpy as np
 from edge_sdk.backend import load_backend
 from edge_sdk.bench.artifacts import BenchArtifact
 from edge_sdk.bench.machine import rss_mb
-from edge_sdk.model.contract import ModelCard
-from edge_sdk.model.processing import preprocess
+from edge_sdk.contract.card import ModelCard
+from edge_sdk.contract.processing import preprocess
 from edge_sdk.targets import Target
 
 BASELINE_VARIANT = "fp32-plain-ort"

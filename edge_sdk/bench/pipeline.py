@@ -1,6 +1,6 @@
 """Pipeline benchmark: end-to-end FPS and per-stage milliseconds of ``edge-sdk run`` on a real video.
 
-Runs the real runtime loop (:func:`edge_sdk.pipeline.build_pipeline`: capture, detect, align, infer,
+Runs the real runtime loop (:func:`edge_sdk.build_pipeline`: capture, detect, align, infer,
 post, sink/log) with the fastest artifact of the model benchmark, every frame of the file processed
 (file sources are never dropped). The first :data:`WARMUP_FRAMES` frames (detector and model warm-up)
 are left out of the steady-state figures; the whole-run FPS is recorded too.
@@ -81,8 +81,9 @@ def run_pipeline_benchmark(
     detect_interval: int = 1,
 ) -> dict[str, Any]:
     """Run the pipeline on ``video`` with the benchmark's fastest artifact; FPS and per-stage ms."""
+    from edge_sdk.assembly import build_pipeline
     from edge_sdk.model.face_model import FaceModel
-    from edge_sdk.pipeline import RunConfig, build_pipeline
+    from edge_sdk.pipeline import RunConfig
     from edge_sdk.pipeline.config import DetectorSettings
 
     check_video(video)

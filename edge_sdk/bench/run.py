@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_sdk import __version__
 from edge_sdk.bench.artifacts import ArtifactSet, find_all_artifacts, fp32_onnx_in, select_variants
 from edge_sdk.bench.machine import (
     MachineInfo,
@@ -37,6 +36,7 @@ from edge_sdk.cpu import usable_cores
 from edge_sdk.errors import InputError
 from edge_sdk.model.face_model import DEMO_MODEL
 from edge_sdk.targets import Target, get_target
+from edge_sdk.version import __version__
 
 SCHEMA = "edge-sdk-benchmark/1"
 Progress = Callable[[str], None]

@@ -13,8 +13,8 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from edge_sdk import __version__
 from edge_sdk.errors import EdgeSdkError
+from edge_sdk.version import __version__
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edge_sdk.model.card_io import load_card
-from edge_sdk.model.contract import ModelCard
+from edge_sdk.contract.card import ModelCard
+from edge_sdk.contract.card_io import load_card
 from edge_sdk.model.face_model import resolve_model
 
 

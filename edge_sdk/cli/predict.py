@@ -10,11 +10,11 @@ from typing import Any
 
 import cv2
 
+from edge_sdk.assembly import load_model
 from edge_sdk.errors import InputError
 from edge_sdk.face.detect import DETECTOR_KINDS, FaceDetector, WholeImageDetector, create_detector
 from edge_sdk.face.select import FACE_POLICIES
 from edge_sdk.pipeline.analyze import PAIN_UNAVAILABLE, FaceAnalyzer
-from edge_sdk.pipeline.build import load_model
 from edge_sdk.pipeline.result import FaceResult
 
 LABELS_PER_LINE = 6

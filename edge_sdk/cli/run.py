@@ -8,9 +8,9 @@ import signal
 import sys
 from typing import Any
 
+from edge_sdk.assembly import build_pipeline
 from edge_sdk.face.detect import DETECTOR_KINDS
 from edge_sdk.face.select import FACE_POLICIES
-from edge_sdk.pipeline.build import build_pipeline
 from edge_sdk.pipeline.config import LOG_FORMATS, build_config, load_toml
 from edge_sdk.pipeline.runner import RunSummary
 

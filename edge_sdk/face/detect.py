@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from edge_sdk.errors import InputError
+from edge_sdk.models_registry import find_pulled_model
 
 YUNET_REGISTRY_NAME = "yunet"
 HAAR_CASCADE_FILE = "haarcascade_frontalface_default.xml"
@@ -157,10 +158,6 @@ def find_yunet_model(explicit: str | Path | None = None) -> Path | None:
         if not path.is_file():
             raise InputError(f"--detector-model {explicit}: no such file")
         return path
-    try:
-        from edge_sdk.models_registry import find_pulled_model
-    except ImportError:
-        return None
     return find_pulled_model(YUNET_REGISTRY_NAME)
 
 

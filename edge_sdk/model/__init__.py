@@ -1,35 +1,10 @@
-"""The model contract, its processing, and FaceModel."""
+"""FaceModel (an artifact on its backend, behind one call) and model-name resolution.
 
-from edge_sdk.model.card_io import load_card, sha256_file
-from edge_sdk.model.contract import (
-    AU_LABELS,
-    CONTRACT_VERSION,
-    EXPRESSION_LABELS,
-    PSPI_AUS,
-    ExportInfo,
-    HeadSpec,
-    InputSpec,
-    ModelCard,
-    Provenance,
-    sidecar_path,
-)
-from edge_sdk.model.processing import HeadOutputs, postprocess, preprocess, pspi
+The contract it runs (card, processing) lives in :mod:`edge_sdk.contract`; its names are re-exported
+here so ``from edge_sdk.model import ModelCard`` keeps working.
+"""
 
-__all__ = [
-    "AU_LABELS",
-    "CONTRACT_VERSION",
-    "EXPRESSION_LABELS",
-    "PSPI_AUS",
-    "ExportInfo",
-    "HeadOutputs",
-    "HeadSpec",
-    "InputSpec",
-    "ModelCard",
-    "Provenance",
-    "load_card",
-    "postprocess",
-    "preprocess",
-    "pspi",
-    "sha256_file",
-    "sidecar_path",
-]
+from edge_sdk import contract as _contract
+from edge_sdk.contract import *  # noqa: F403  (the same public names, one list: contract.__all__)
+
+__all__ = list(_contract.__all__)

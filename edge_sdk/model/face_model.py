@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 
 from edge_sdk.backend import Backend, BackendInfo, load_backend
+from edge_sdk.contract.card import ModelCard
+from edge_sdk.contract.processing import HeadOutputs, describe_face, postprocess, preprocess
 from edge_sdk.errors import ArtifactError
-from edge_sdk.model.contract import ModelCard
-from edge_sdk.model.processing import HeadOutputs, describe_face, postprocess, preprocess
+from edge_sdk.models_registry import find_pulled_model
 
 DEMO_DIR = Path(__file__).with_name("demo")
 DEMO_MODEL = DEMO_DIR / "edge_sdk_demo_synthetic.onnx"
@@ -24,7 +25,7 @@ SYNTHETIC_NOTICE = (
 def resolve_model(name_or_path: str | Path) -> Path:
     """``"demo"`` -> the packaged synthetic demo ONNX; otherwise a path that must exist.
 
-    Names of pulled models are resolved by :mod:`edge_sdk.models_registry` once it knows them.
+    Names of pulled models are resolved through :mod:`edge_sdk.models_registry`.
     """
     if str(name_or_path) == "demo":
         if not DEMO_MODEL.is_file():
@@ -33,14 +34,9 @@ def resolve_model(name_or_path: str | Path) -> Path:
     path = Path(name_or_path)
     if path.is_file():
         return path
-    try:  # a name from the model registry (`edge-sdk models pull NAME`)
-        from edge_sdk.models_registry import find_pulled_model
-    except ImportError:
-        find_pulled_model = None  # type: ignore[assignment]
-    if find_pulled_model is not None:
-        pulled = find_pulled_model(str(name_or_path))
-        if pulled is not None:
-            return pulled
+    pulled = find_pulled_model(str(name_or_path))  # a name from `edge-sdk models pull NAME`
+    if pulled is not None:
+        return pulled
     raise ArtifactError(f"{name_or_path}: no such model file (and not 'demo' or a pulled model name)")
 
 

@@ -15,8 +15,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from edge_sdk import __version__
 from edge_sdk.errors import ArtifactError
+from edge_sdk.version import __version__
 
 _CHUNK = 1 << 16
 # HTTP statuses worth retrying; every other 4xx/5xx is final.

@@ -3,7 +3,7 @@
 Adding a model = adding a row to :data:`REGISTRY`. A row pins the file either by sha256 (preferred)
 or, until a sha256 has been recorded from a verified copy, by the git blob id (SHA-1) that the
 upstream GitHub repository publishes for the file. Face models (``kind="face_model"``) carry a
-hand-written :class:`~edge_sdk.model.contract.ModelCard`; it is written beside the pulled file as
+hand-written :class:`~edge_sdk.contract.card.ModelCard`; it is written beside the pulled file as
 ``<stem>.card.json`` with the file's sha256, so the runtime loads it like any sidecar card.
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edge_sdk.contract.card import ExportInfo, HeadSpec, InputSpec, ModelCard, Provenance
 from edge_sdk.errors import InputError
-from edge_sdk.model.contract import ExportInfo, HeadSpec, InputSpec, ModelCard, Provenance
 
 KINDS = ("face_detector", "face_model")
 
@@ -54,7 +54,7 @@ class RegistryEntry:
 
 
 # HSEmotion class order (angry, contempt, disgust, fear, happy, neutral, sad, surprise), in the
-# label vocabulary of edge_sdk.model.contract.EXPRESSION_LABELS.
+# label vocabulary of edge_sdk.contract.card.EXPRESSION_LABELS.
 HSEMOTION_EXPRESSIONS = ("anger", "contempt", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 HSEMOTION_REPO = "https://github.com/av-savchenko/face-emotion-recognition"
 HSEMOTION_RAW = f"{HSEMOTION_REPO}/raw/main/models/affectnet_emotions/onnx"

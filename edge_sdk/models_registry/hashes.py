@@ -7,7 +7,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_sdk.model.card_io import sha256_file
+from edge_sdk.contract.card_io import sha256_file
 
 __all__ = ["FileDigest", "digest_file", "git_blob_sha1_file", "sha256_file"]
 

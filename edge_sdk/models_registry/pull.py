@@ -14,8 +14,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+from edge_sdk.contract.card import ModelCard, sidecar_path
 from edge_sdk.errors import ArtifactError, InputError
-from edge_sdk.model.contract import ModelCard, sidecar_path
 from edge_sdk.models_registry.cache import MANIFEST_NAME, Manifest, model_dir, model_path, verify_pulled
 from edge_sdk.models_registry.download import download
 from edge_sdk.models_registry.entries import RegistryEntry, get_entry

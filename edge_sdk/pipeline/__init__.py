@@ -1,15 +1,10 @@
 """The runtime loop: capture -> face -> model -> pain state -> sinks.
 
-Python API for kiosk apps::
-
-    from edge_sdk.pipeline import build_pipeline, RunConfig
-    pipeline, capture = build_pipeline(RunConfig(source="0"), on_result=lambda r: print(r.pain.state))
-    pipeline.run(capture)
+Assembling one from a config (with the encrypted log) is :func:`edge_sdk.build_pipeline`, one layer up.
 """
 
 from edge_sdk.pipeline.alerts import PainEvent, PainMonitor, PainSettings, PainState, PainStatus
 from edge_sdk.pipeline.analyze import PAIN_UNAVAILABLE, FaceAnalyzer
-from edge_sdk.pipeline.build import build_pipeline
 from edge_sdk.pipeline.config import RunConfig, build_config, load_toml
 from edge_sdk.pipeline.result import STAGES, FaceResult, FrameResult
 from edge_sdk.pipeline.runner import Pipeline, RunSummary
@@ -34,6 +29,5 @@ __all__ = [
     "Sink",
     "StdoutSink",
     "build_config",
-    "build_pipeline",
     "load_toml",
 ]

@@ -6,11 +6,11 @@ import time
 
 import numpy as np
 
+from edge_sdk.contract.processing import describe_face, postprocess
 from edge_sdk.face.align import crop_face
 from edge_sdk.face.detect import FaceDetector
 from edge_sdk.face.select import IntervalDetector, select_faces
 from edge_sdk.model.face_model import FaceModel
-from edge_sdk.model.processing import describe_face, postprocess
 from edge_sdk.pipeline.result import FaceResult
 
 PAIN_UNAVAILABLE = "pain not available: model has no AU-intensity head"

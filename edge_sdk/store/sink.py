@@ -21,11 +21,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_sdk import __version__
 from edge_sdk.store.db import LogDatabase, PendingRow
 from edge_sdk.store.keys import KeyRing, KeySource
 from edge_sdk.store.records import check_kind, envelope, normalise_record
 from edge_sdk.store.writer import CommitReport, LogWriter, WriterHealth
+from edge_sdk.version import __version__
 
 DEFAULT_QUOTA_BYTES = 512 * 1024 * 1024
 DEFAULT_RETENTION_DAYS = 30.0

@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from edge_sdk.contract.card import ONNX_METADATA_KEY, ModelCard, sidecar_path
+from edge_sdk.contract.onnx_metadata import read_onnx_metadata
 from edge_sdk.errors import ArtifactError, ContractError
-from edge_sdk.model.contract import ONNX_METADATA_KEY, ModelCard, sidecar_path
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -46,11 +47,8 @@ def read_sidecar(artifact: Path) -> ModelCard:
 
 
 def read_onnx_metadata_card(artifact: Path) -> ModelCard:
-    """Read the card embedded in an ONNX file's metadata_props (via onnxruntime, no onnx package)."""
-    from edge_sdk.backend.onnxruntime_backend import open_session  # local: avoids a cycle
-
-    session = open_session(artifact, threads=1, optimize=False)
-    meta = session.get_modelmeta().custom_metadata_map
+    """Read the card embedded in an ONNX file's metadata_props (no onnx package, no runtime)."""
+    meta = read_onnx_metadata(artifact)
     if ONNX_METADATA_KEY not in meta:
         raise ArtifactError(
             f"{artifact}: this ONNX file has no model card (metadata key '{ONNX_METADATA_KEY}') and no sidecar "

@@ -1,4 +1,15 @@
-"""Assemble a Pipeline and its Capture from a RunConfig (used by ``edge-sdk run`` and kiosk apps)."""
+"""Assemble a running monitor from a RunConfig: capture, detector, model, pipeline and its sinks,
+the encrypted log among them (used by ``edge-sdk run`` and kiosk apps).
+
+This is the composition root: it sits above every layer it wires (``pipeline`` never imports
+``store``; the log sink is plugged in here).
+
+Example (a kiosk app)::
+
+    from edge_sdk import RunConfig, build_pipeline
+    pipeline, capture = build_pipeline(RunConfig(source="0"), on_result=lambda r: print(r.pain.state))
+    pipeline.run(capture)
+"""
 
 from __future__ import annotations
 
@@ -16,6 +27,7 @@ from edge_sdk.pipeline.config import RunConfig
 from edge_sdk.pipeline.result import FrameResult
 from edge_sdk.pipeline.runner import Pipeline
 from edge_sdk.pipeline.sinks import JsonLinesSink, Sink, StdoutSink, run_log_path
+from edge_sdk.store import EncryptedLogSink, KeySource
 
 
 def load_model(name: str, backend: str | None, threads: int | None, log: TextIO) -> FaceModel:
@@ -35,8 +47,6 @@ def open_log_sink(config: RunConfig, log: TextIO) -> Sink:
         path = run_log_path(config.log_dir)
         print(f"result log: {path} (plain JSON lines: for bench tests, not patients)", file=log, flush=True)
         return JsonLinesSink(path)
-    from edge_sdk.store import EncryptedLogSink, KeySource
-
     sink = EncryptedLogSink.open(
         config.log_dir,
         KeySource(key_file=settings.key_file, key_command=settings.key_command),

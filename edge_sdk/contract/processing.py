@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from edge_sdk.contract.card import PSPI_AUS, HeadSpec, InputSpec, ModelCard
 from edge_sdk.errors import InputError
-from edge_sdk.model.contract import PSPI_AUS, HeadSpec, InputSpec, ModelCard
 
 # Result of a model on a batch: head name -> array with one row per face.
 HeadOutputs = dict[str, np.ndarray]
