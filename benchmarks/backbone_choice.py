@@ -4,8 +4,9 @@
 
 Random weights, batch 1, one thread, 112x112. INT8 = ONNX Runtime ``quantize_static`` (QDQ, per-channel
 int8 weights, uint8 activations) and NNCF ``quantize`` on the OpenVINO model, both calibrated on
-rendered faces. Variants are timed interleaved (one block of runs per variant per round) so that
-background load hits them alike; the reported figure is the median single-run latency.
+rendered faces. Variants are timed interleaved (one block of runs per variant per round, rotating the
+order, each block after one untimed call; ``edge_sdk.bench.timing``) so that background load hits them
+alike; the reported figure is the median single-run latency.
 Writes ``backbone_choice.json`` and ``backbone_choice.md``.
 """
 
@@ -15,18 +16,18 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from edge_sdk.bench.timing import latency_stats, time_interleaved
 from edge_sdk.contract.card import Provenance
-from export.network import BACKBONES, INPUT_NAME, build_network, count_macs, count_params, reference_card
+from export.network import BACKBONES, INPUT_NAME, INPUT_SIZE, build_network, count_params, reference_card
 from export.onnx_io import export_onnx
+from export.pruning import count_ops
 from export.synthetic import render_dataset
 
 CALIBRATION_FACES = 48
@@ -134,26 +135,16 @@ def litert_runner(path: Path) -> Callable[[np.ndarray], object]:
     return run
 
 
-def time_interleaved(runners: dict[str, Callable[[np.ndarray], object]], rounds: int, runs: int) -> dict[str, dict]:
+def time_runners(runners: dict[str, Callable[[np.ndarray], object]], rounds: int, runs: int) -> dict[str, dict]:
+    """Median and p90 ms of each runner: 10 warm-up rounds, then ``rounds`` rounds of ``runs`` calls each."""
     x = calibration_batches(1, seed=5)[0]
-    samples: dict[str, list[float]] = {name: [] for name in runners}
-    for run in runners.values():  # warm-up
-        for _ in range(10):
-            run(x)
-    for _ in range(rounds):
-        for name, run in runners.items():
-            for _ in range(runs):
-                t = time.perf_counter()
-                run(x)
-                samples[name].append((time.perf_counter() - t) * 1000.0)
-    return {
-        name: {
-            "median_ms": round(statistics.median(v), 3),
-            "p90_ms": round(float(np.percentile(v, 90)), 3),
-            "n": len(v),
-        }
-        for name, v in samples.items()
-    }
+    calls = [lambda run=run: run(x) for run in runners.values()]
+    samples = time_interleaved(calls, rounds * runs, warmup=10, block=runs)
+    timings: dict[str, dict] = {}
+    for name, latencies in zip(runners, samples, strict=True):
+        stats = latency_stats(latencies)
+        timings[name] = {"median_ms": round(stats["p50"], 3), "p90_ms": round(stats["p90"], 3), "n": len(latencies)}
+    return timings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             model = build_network(backbone)
             budget[backbone] = {
                 "params_M": round(count_params(model) / 1e6, 3),
-                "macs_M": round(count_macs(model) / 1e6, 1),
+                "macs_M": round(count_ops(model, (INPUT_SIZE, INPUT_SIZE))[0] / 1e6, 1),
             }
             fp32 = Path(tmp) / f"{backbone}.onnx"
             export_onnx(model, fp32, card)
@@ -193,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                 runners[f"{backbone}/litert/fp32"] = litert_runner(tfl_fp32)
                 runners[f"{backbone}/litert/int8"] = litert_runner(tfl_int8)
         load_before = os.getloadavg()
-        timings = time_interleaved(runners, args.rounds, args.runs)
+        timings = time_runners(runners, args.rounds, args.runs)
         load_after = os.getloadavg()
 
     rows = []

@@ -12,27 +12,22 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from edge_sdk.backend import load_backend
+from edge_sdk.bench.timing import latency_stats, time_call
 from edge_sdk.model import load_card, postprocess
 from edge_sdk.model.face_model import DEMO_MODEL
 
 
-def _median_ms(run, x: np.ndarray, runs: int) -> float:  # noqa: ANN001
-    for _ in range(10):
-        run(x)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        run(x)
-        times.append(time.perf_counter() - start)
-    return round(statistics.median(times) * 1e3, 3)
+def _median_ms(run: Callable[[np.ndarray], object], x: np.ndarray, runs: int) -> float:
+    """Median ms of ``runs`` timed ``run(x)`` after 10 warm-up calls."""
+    return round(latency_stats(time_call(lambda: run(x), runs, warmup=10))["p50"], 3)
 
 
 def main() -> None:

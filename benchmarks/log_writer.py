@@ -22,7 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from edge_sdk.store import EncryptedLogSink, KeySource
+from edge_sdk.pipeline.config import LogSettings
+from edge_sdk.store import EncryptedLogSink, LogTuning
 from edge_sdk.store.db import log_path
 
 RESULTS = Path(__file__).with_name("results")
@@ -58,10 +59,13 @@ def frame_record(i: int) -> dict[str, object]:
     }
 
 
+def _keep_all(tmp: Path) -> LogSettings:
+    """No retention or quota purge while measuring."""
+    return LogSettings(key_file=str(tmp / "k.json"), retention_days=None, quota_bytes=None)
+
+
 def burst(tmp: Path, n: int) -> dict[str, float]:
-    sink = EncryptedLogSink.open(
-        tmp / "burst", KeySource(key_file=tmp / "k.json"), queue_limit=n + 10, retention_days=None, quota_bytes=None
-    )
+    sink = EncryptedLogSink.open(tmp / "burst", _keep_all(tmp), LogTuning(queue_limit=n + 10))
     records = [frame_record(i) for i in range(n)]
     call_us = []
     t0 = time.perf_counter()
@@ -93,9 +97,7 @@ def paced(tmp: Path, rate: float, seconds: float) -> dict[str, float]:
         now = time.perf_counter()
         lags.append(now - sent.get(report.through_ticket, now))
 
-    sink = EncryptedLogSink.open(
-        tmp / "paced", KeySource(key_file=tmp / "k.json"), on_commit=on_commit, retention_days=None, quota_bytes=None
-    )
+    sink = EncryptedLogSink.open(tmp / "paced", _keep_all(tmp), on_commit=on_commit)
     n = int(rate * seconds)
     t0 = time.perf_counter()
     for i in range(n):

@@ -27,7 +27,7 @@ from edge_sdk.pipeline.config import RunConfig
 from edge_sdk.pipeline.result import FrameResult
 from edge_sdk.pipeline.runner import Pipeline
 from edge_sdk.pipeline.sinks import JsonLinesSink, Sink, StdoutSink, run_log_path
-from edge_sdk.store import EncryptedLogSink, KeySource
+from edge_sdk.store import EncryptedLogSink
 
 
 def load_model(name: str, backend: str | None, threads: int | None, log: TextIO) -> FaceModel:
@@ -47,14 +47,7 @@ def open_log_sink(config: RunConfig, log: TextIO) -> Sink:
         path = run_log_path(config.log_dir)
         print(f"result log: {path} (plain JSON lines: for bench tests, not patients)", file=log, flush=True)
         return JsonLinesSink(path)
-    sink = EncryptedLogSink.open(
-        config.log_dir,
-        KeySource(key_file=settings.key_file, key_command=settings.key_command),
-        patient_id=settings.patient_id,
-        device_id=settings.device_id,
-        retention_days=settings.retention_days,
-        quota_bytes=int(settings.quota_mb * 1024 * 1024),
-    )
+    sink = EncryptedLogSink.open(config.log_dir, settings)
     print(f"result log: {config.log_dir} (encrypted, pseudonymous, hash-chained)", file=log, flush=True)
     return sink
 

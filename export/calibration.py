@@ -19,9 +19,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edge_sdk.capture.folder_source import IMAGE_SUFFIXES  # one list: what a folder source reads
 from edge_sdk.errors import InputError
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"})
 SYNTHETIC_SOURCE = "synthetic"
 # A video contributes at most this many frames (evenly spaced), so one long clip cannot dominate.

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edge_sdk.cli.flags import settings_from_args
 from edge_sdk.targets import TARGETS
-from export.calibration import DEFAULT_CALIB_SIZE
 from export.fidelity import DEFAULT_GATES, parse_gates
 from export.pipeline import DISTILL_SYNTHETIC_COUNT, ExportOptions, run_export
 from export.pruning import DEFAULT_ROUND_TO, DEFAULT_STEPS
@@ -18,6 +18,8 @@ from export.report import markdown_table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The export flags; a flag's dest is the ``ExportOptions`` field it sets, and a flag left off keeps the
+    field's default (flags that need parsing first are converted in :func:`options_from_args`)."""
     parser.add_argument("--model", required=True, help="'demo', a .onnx with a model card, or a .pt checkpoint")
     parser.add_argument(
         "--targets", default=",".join(TARGETS), help=f"comma-separated targets (default: {','.join(TARGETS)})"
@@ -29,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder (must not exist unless --force)")
     parser.add_argument("--force", action="store_true", help="replace --out if it exists")
-    parser.add_argument("--prune", type=float, default=0.0, help="fraction of channels to remove (torch models only)")
+    parser.add_argument("--prune", type=float, help="fraction of channels to remove (torch models only)")
     parser.add_argument(
         "--global-pruning", action="store_true", help="rank channels across layers instead of per layer"
     )
@@ -42,7 +44,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--distill-steps",
         type=int,
-        default=DEFAULT_STEPS,
         help=f"knowledge-distillation steps after pruning (default {DEFAULT_STEPS})",
     )
     parser.add_argument(
@@ -53,7 +54,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-drop",
         type=float,
-        default=None,
         help="OpenVINO: use NNCF accuracy control, allowing this drop of the fidelity score (e.g. 0.01)",
     )
     parser.add_argument(
@@ -65,58 +65,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             f"{g.metric} {'>=' if g.higher_is_better else '<='} {g.threshold:g}" for g in DEFAULT_GATES.values()
         ),
     )
-    parser.add_argument("--calib-size", type=int, default=DEFAULT_CALIB_SIZE, help="calibration crops (seeded subset)")
-    parser.add_argument("--heldout-size", type=int, default=300, help="rendered held-out faces for fidelity")
+    parser.add_argument("--calib-size", type=int, help="calibration crops (seeded subset)")
+    parser.add_argument("--heldout-size", type=int, help="rendered held-out faces for fidelity")
     parser.add_argument(
         "--heldout-video",
         type=Path,
-        default=None,
         help="a video whose faces join the held-out set; a file of that name is left out of --calib",
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2, help="inference threads for fidelity and latency")
-    parser.add_argument("--latency-runs", type=int, default=30)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--threads", type=int, help="inference threads for fidelity and latency")
+    parser.add_argument("--latency-runs", type=int)
     parser.add_argument("--detector", default="auto", help="face detector for calibration: auto, yunet, haar, none")
-    parser.add_argument(
-        "--detector-model", default=None, help="path to a YuNet .onnx (e.g. ../shared/models/yunet/...)"
-    )
-    parser.add_argument(
-        "--cache-dir", type=Path, default=None, help="calibration crop cache (default ~/.cache/edge_sdk)"
-    )
-    parser.add_argument("--machine", default="", help="how to name this machine in the report")
+    parser.add_argument("--detector-model", help="path to a YuNet .onnx (e.g. ../shared/models/yunet/...)")
+    parser.add_argument("--cache-dir", type=Path, help="calibration crop cache (default ~/.cache/edge_sdk)")
+    parser.add_argument("--machine", help="how to name this machine in the report")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def options_from_args(args: argparse.Namespace) -> ExportOptions:
+    """The flags given, onto ExportOptions; targets, gates and the detector are parsed/built here."""
     from edge_sdk.face import create_detector
     from export.pipeline import parse_targets
 
     targets = parse_targets(args.targets)
     needs_detector = args.calib != "synthetic" or args.heldout_video is not None
-    detector = create_detector(args.detector, args.detector_model) if needs_detector else None
-    return ExportOptions(
-        model=args.model,
+    return settings_from_args(
+        ExportOptions,
+        args,
         targets=targets,
-        calib=args.calib,
-        out=args.out,
-        calib_size=args.calib_size,
-        heldout_size=args.heldout_size,
-        heldout_video=args.heldout_video,
-        prune=args.prune,
         round_to=args.round_to or None,
-        global_pruning=args.global_pruning,
-        distill_steps=args.distill_steps,
         distill_synthetic=not args.no_distill_synthetic,
-        max_drop=args.max_drop,
         gates=parse_gates(args.gate),
-        force=args.force,
-        seed=args.seed,
-        threads=args.threads,
-        latency_runs=args.latency_runs,
-        detector=detector,
-        cache_dir=args.cache_dir,
+        detector=create_detector(args.detector, args.detector_model) if needs_detector else None,
         progress=not args.no_progress,
-        machine=args.machine,
     )
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_sdk.backend.base import prepare_input
 from edge_sdk.contract.card import ModelCard
 from edge_sdk.contract.card_io import load_card, sha256_file
 from edge_sdk.errors import ArtifactError
@@ -127,7 +128,7 @@ def _tflite_output_names(tflite_path: Path, onnx_path: Path, card: ModelCard) ->
     interpreter.allocate_tensors()
     (tfl_input,) = interpreter.get_input_details()
     x = _probe_input(card)
-    interpreter.set_tensor(tfl_input["index"], x.transpose(0, 2, 3, 1))
+    interpreter.set_tensor(tfl_input["index"], prepare_input(x, "NHWC", tfl_input["dtype"]))
     interpreter.invoke()
     produced = {d["name"]: interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()}
     mapping: dict[str, str] = {}

@@ -1,9 +1,9 @@
-"""The export side of the target table: target name -> function that writes that target's INT8 artifact.
+"""The export functions the target table names (``Target.exporter``): each writes one target's INT8 artifact.
 
-Adding a target = one row in :data:`edge_sdk.targets.TARGETS` + one function here + one row in
-:data:`EXPORTERS`. Each function gets an :class:`ExportJob` and returns an :class:`Exported` with the
-artifact files (main file first) and an FP32 artifact for the same backend, so the report can give an
-INT8/FP32 latency ratio on the runtime that will actually run it.
+Adding a target = one row in :data:`edge_sdk.targets.TARGETS` naming a function like these. Each
+gets an :class:`ExportJob` and returns an :class:`Exported` with the artifact files (main file
+first) and an FP32 artifact for the same backend, so the report can give an INT8/FP32 latency ratio
+on the runtime that will actually run it.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import numpy as np
 
 from edge_sdk.contract.card import ModelCard
 from edge_sdk.contract.processing import HeadOutputs, split_heads
+from edge_sdk.errors import InputError
+from edge_sdk.targets import get_target, resolve
 from export.artifacts import write_sidecar
 
 
@@ -101,9 +103,10 @@ def export_rpi(job: ExportJob) -> Exported:
     return Exported([path, sidecar], reference, checks)
 
 
-EXPORTERS: dict[str, Callable[[ExportJob], Exported]] = {
-    "jetson": export_jetson,
-    "rpi": export_rpi,
-    "openvino": export_openvino,
-    "cpu": export_cpu,
-}
+def exporter_for(target: str) -> Callable[[ExportJob], Exported]:
+    """The export function ``TARGETS[target].exporter`` names (InputError when it cannot be imported)."""
+    reference = get_target(target).exporter
+    try:
+        return resolve(reference)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise InputError(f"target '{target}': its export function {reference!r} cannot be loaded ({exc})") from None

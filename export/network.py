@@ -187,37 +187,6 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def count_macs(model: nn.Module, input_size: int = INPUT_SIZE) -> int:
-    """Multiply-accumulates of one batch-1 forward pass (Conv2d and Linear layers), via forward hooks."""
-    total = 0
-
-    def conv_hook(module: nn.Conv2d, _inputs: tuple, output: torch.Tensor) -> None:
-        nonlocal total
-        kh, kw = module.kernel_size
-        total += output.numel() // output.shape[0] * (module.in_channels // module.groups) * kh * kw
-
-    def linear_hook(module: nn.Linear, _inputs: tuple, output: torch.Tensor) -> None:
-        nonlocal total
-        total += module.in_features * module.out_features
-
-    hooks = []
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            hooks.append(m.register_forward_hook(conv_hook))
-        elif isinstance(m, nn.Linear):
-            hooks.append(m.register_forward_hook(linear_hook))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, 3, input_size, input_size))
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
-    return total
-
-
 def reference_card(
     provenance: Provenance, export: ExportInfo | None = None, name: str = "edge-sdk-reference", description: str = ""
 ) -> ModelCard:

@@ -1,4 +1,4 @@
-"""ONNX export of the reference network, and reading/writing the card embedded in an ONNX file.
+"""ONNX export of the reference network (its card is embedded with :func:`export.onnx_card.embed_card`).
 
 Export uses the TorchScript exporter (``dynamo=False``): with torch 2.13 the dynamo exporter only has
 opset-18 implementations, its down-conversion to opset 17 fails on ``ReduceMean`` (axes as an input) and
@@ -16,29 +16,11 @@ import numpy as np
 import onnx
 import torch
 
-from edge_sdk.contract.card import ONNX_METADATA_KEY, ModelCard
+from edge_sdk.contract.card import ModelCard
 from export.network import HEAD_NAMES, INPUT_NAME, INPUT_SIZE
+from export.onnx_card import embed_card
 
 MATCH_TOLERANCE = 1e-4
-
-
-def embed_card(onnx_path: str | Path, card: ModelCard) -> None:
-    """Write ``card`` into the ONNX file's metadata_props (replacing any previous card), in place."""
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    kept = [p for p in model.metadata_props if p.key != ONNX_METADATA_KEY]
-    del model.metadata_props[:]
-    model.metadata_props.extend(kept)
-    model.metadata_props.add(key=ONNX_METADATA_KEY, value=card.to_json())
-    onnx.save(model, str(onnx_path))
-
-
-def read_card(onnx_path: str | Path) -> ModelCard:
-    """The card embedded in an ONNX file (validated); raises ContractError/KeyError when absent."""
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    for prop in model.metadata_props:
-        if prop.key == ONNX_METADATA_KEY:
-            return ModelCard.from_json(prop.value, f"{onnx_path} (embedded card)")
-    raise KeyError(f"{onnx_path}: no '{ONNX_METADATA_KEY}' entry in metadata_props")
 
 
 def _drop_identities(model: onnx.ModelProto) -> None:

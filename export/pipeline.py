@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import platform
 import shutil
-import statistics
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
@@ -19,13 +18,14 @@ from typing import Any
 import numpy as np
 
 from edge_sdk.backend import load_backend
+from edge_sdk.bench.timing import latency_stats, time_call
 from edge_sdk.contract.card import ExportInfo, ModelCard
 from edge_sdk.contract.card_io import sha256_file
 from edge_sdk.contract.processing import HeadOutputs, preprocess
 from edge_sdk.errors import InputError
-from edge_sdk.targets import TARGETS, get_target
+from edge_sdk.targets import TARGETS
 from export.calibration import DEFAULT_CALIB_SIZE, SYNTHETIC_SOURCE, CropSet, calibration_crops, heldout_crops
-from export.exporters import EXPORTERS, Exported, ExportJob
+from export.exporters import Exported, ExportJob, exporter_for
 from export.fidelity import DEFAULT_GATES, Gate, apply_gates, compare
 from export.pruning import DEFAULT_ROUND_TO, DEFAULT_STEPS
 
@@ -71,9 +71,7 @@ def parse_targets(text: str | list[str]) -> list[str]:
     if not names:
         raise InputError(f"--targets: no target given; expected some of {', '.join(TARGETS)}")
     for name in names:
-        get_target(name)
-        if name not in EXPORTERS:
-            raise InputError(f"target '{name}' has no export function in export/exporters.py EXPORTERS")
+        exporter_for(name)  # unknown target or unloadable export function: InputError now, not mid-run
     return list(dict.fromkeys(names))
 
 
@@ -97,14 +95,8 @@ def latency_ms(path: Path, threads: int, runs: int, x: np.ndarray) -> float:
     """Median batch-1 latency of an artifact on its backend, after warm-up."""
     backend = load_backend(path, threads=threads)
     one = x[:1]
-    for _ in range(3):
-        backend.run(one)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        backend.run(one)
-        times.append((time.perf_counter() - t0) * 1000.0)
-    return round(statistics.median(times), 3)
+    latencies = time_call(lambda: backend.run(one), runs, warmup=3)
+    return round(latency_stats(latencies)["p50"], 3)
 
 
 def onnx_param_count(path: Path) -> int:
@@ -213,9 +205,7 @@ def _artifact_card(
 ) -> ModelCard:
     from export.convert import _versions
 
-    tools = {"onnx": "onnxruntime", "tflite": "tensorflow, onnx2tf", "openvino": "openvino, nncf"}
-    fmt = TARGETS[target].artifact_format
-    tool = _versions(*(m.strip() for m in tools[fmt].split(",")))
+    tool = _versions(*TARGETS[target].format.export_tools)
     return parent_card.with_changes(
         export=ExportInfo(target=target, precision="int8", pruning_ratio=prune, calibration=calib, tool=tool),
         provenance=replace(parent_card.provenance, parent_sha256=source_sha),
@@ -386,7 +376,7 @@ def _run(options: ExportOptions, targets: list[str], staging: Path, work: Path, 
             max_drop=options.max_drop,
         )
         job.work.mkdir(parents=True, exist_ok=True)
-        exported = EXPORTERS[target](job)
+        exported = exporter_for(target)(job)
         row = _evaluate(target, exported, job.card, heldout, ref, fp32_size, params, options)
         row["export_s"] = round(time.perf_counter() - t0, 1)
         rows.append(row)

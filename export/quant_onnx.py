@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from edge_sdk.contract.card import ONNX_METADATA_KEY, ModelCard
+from edge_sdk.contract.card import ModelCard
 from edge_sdk.errors import ArtifactError
+from export.onnx_card import set_card
 
 MIN_TENSORRT_OPSET = 13
 CALIB_BATCH = 16
@@ -61,16 +62,6 @@ class _BatchReader:
         return next(self._it, None)
 
 
-def _set_card(model: Any, card: ModelCard) -> None:
-    """(Re)write the card into a ModelProto's metadata_props (quantize_static drops metadata)."""
-    import onnx
-
-    kept = [p for p in model.metadata_props if p.key != ONNX_METADATA_KEY]
-    del model.metadata_props[:]
-    model.metadata_props.extend(kept)
-    model.metadata_props.append(onnx.StringStringEntryProto(key=ONNX_METADATA_KEY, value=card.to_json(indent=None)))
-
-
 def quantize_qdq(fp32_onnx: Path, out_path: Path, card: ModelCard, calib: np.ndarray, scheme: QdqScheme) -> Path:
     """Write a QDQ INT8 copy of ``fp32_onnx`` calibrated on the NCHW float32 ``calib`` batch, card embedded."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -106,7 +97,7 @@ def quantize_qdq(fp32_onnx: Path, out_path: Path, card: ModelCard, calib: np.nda
     model = onnx.load(str(out_path))
     drop_output_qdq(model)
     shorten_tensor_names(model)
-    _set_card(model, card)
+    set_card(model, card, indent=None)  # quantize_static drops metadata
     onnx.save(model, str(out_path))
     return out_path
 

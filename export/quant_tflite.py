@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_sdk.backend.base import QuantParams, output_to_float, prepare_input, to_layout
 from edge_sdk.contract.card import ModelCard
 from edge_sdk.errors import ArtifactError
 
@@ -47,24 +48,28 @@ def _convert_int8(saved_model: Path, calib_nhwc: np.ndarray) -> bytes:
     return converter.convert()
 
 
-def _run_int8(tflite_path: Path, x_nhwc: np.ndarray) -> tuple[dict[str, np.ndarray], dict]:
-    """Dequantized outputs of the int8 model on float NHWC rows (one invoke per row) and its input details."""
+def _run_int8(tflite_path: Path, x_nchw: np.ndarray) -> tuple[dict[str, np.ndarray], QuantParams]:
+    """Dequantized outputs of the int8 model on preprocessed NCHW rows (one invoke per row), and its input
+    quantization; the input is prepared and the outputs dequantized exactly as the LiteRT backend does."""
     from ai_edge_litert.interpreter import Interpreter
+
+    from edge_sdk.backend.litert_backend import tensor_quant
 
     interpreter = Interpreter(model_path=str(tflite_path), num_threads=1)
     interpreter.allocate_tensors()
     (detail,) = interpreter.get_input_details()
-    scale, zero_point = detail["quantization"]
+    quant = tensor_quant(detail)
+    if quant is None:
+        raise ArtifactError(f"{tflite_path}: the TFLite converter left the int8 input without scale/zero point")
+    x = prepare_input(x_nchw, "NHWC", detail["dtype"], quant)
     outputs: dict[str, list[np.ndarray]] = {}
-    for row in x_nhwc:
-        q = np.clip(np.round(row[None] / scale) + zero_point, -128, 127).astype(np.int8)
-        interpreter.set_tensor(detail["index"], q)
+    for row in x:
+        interpreter.set_tensor(detail["index"], row[None])
         interpreter.invoke()
         for out in interpreter.get_output_details():
-            o_scale, o_zero = out["quantization"]
-            value = (interpreter.get_tensor(out["index"]).astype(np.float32) - o_zero) * o_scale
+            value = output_to_float(interpreter.get_tensor(out["index"]), tensor_quant(out))
             outputs.setdefault(out["name"], []).append(value.reshape(1, -1))
-    return {k: np.concatenate(v) for k, v in outputs.items()}, detail
+    return {k: np.concatenate(v) for k, v in outputs.items()}, quant
 
 
 def _match_outputs(produced: dict[str, np.ndarray], expected: dict[str, np.ndarray], where: Path) -> dict[str, str]:
@@ -95,7 +100,7 @@ def quantize_tflite(fp32_onnx: Path, out_path: Path, card: ModelCard, calib: np.
     """
     from edge_sdk.backend.onnxruntime_backend import open_session
 
-    calib_nhwc = np.ascontiguousarray(calib.transpose(0, 2, 3, 1))
+    calib_nhwc = np.ascontiguousarray(to_layout(calib, "NHWC"))
     with tempfile.TemporaryDirectory(prefix="edge-sdk-tflite-") as tmp:
         work = Path(tmp)
         saved = _saved_model(fp32_onnx, work / "model", work / "onnx2tf.log")
@@ -116,11 +121,10 @@ def quantize_tflite(fp32_onnx: Path, out_path: Path, card: ModelCard, calib: np.
     session = open_session(fp32_onnx, threads=1)
     names = list(card.output_tensors)
     expected = dict(zip(names, session.run(names, {card.input.name: probe}), strict=True))
-    produced, detail = _run_int8(out_path, calib_nhwc[: len(probe)])
+    produced, (scale, zero_point) = _run_int8(out_path, probe)
     mapping = _match_outputs(produced, expected, out_path)
-    scale, zero_point = detail["quantization"]
     new_card = card.with_changes(
-        input=replace(card.input, layout="NHWC", dtype="int8", scale=float(scale), zero_point=int(zero_point)),
+        input=replace(card.input, layout="NHWC", dtype="int8", scale=scale, zero_point=zero_point),
         heads=tuple(replace(h, output=mapping[h.tensor]) for h in card.heads),
     )
     return out_path, new_card

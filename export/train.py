@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from edge_sdk.cli.flags import settings_from_args
 from edge_sdk.contract.card import AU_LABELS, ExportInfo, Provenance
 from export.network import DEFAULT_BACKBONE, HEAD_NAMES, INPUT_SIZE, FaceNet, NetworkConfig, reference_card
 from export.onnx_io import export_onnx
@@ -208,32 +209,19 @@ def evaluate_onnx(onnx_path: Path, cfg: TrainConfig) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    defaults = TrainConfig()
     parser.add_argument("--out", type=Path, required=True, help="output directory")
-    parser.add_argument("--steps", type=int, default=defaults.steps)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--train-faces", type=int, default=defaults.train_faces)
-    parser.add_argument("--eval-faces", type=int, default=defaults.eval_faces)
-    parser.add_argument("--backbone", default=defaults.backbone, choices=("resnet", "mobilenetv2"))
+    # Each flag's dest is the TrainConfig field it sets; a flag left off keeps the field's default.
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--train-faces", type=int)
+    parser.add_argument("--eval-faces", type=int)
+    parser.add_argument("--backbone", choices=("resnet", "mobilenetv2"))
     parser.add_argument(
-        "--sparsity",
-        type=float,
-        default=defaults.sparsity,
-        help="group-sparsity regularisation so the model prunes well later (0 = off)",
+        "--sparsity", type=float, help="group-sparsity regularisation so the model prunes well later (0 = off)"
     )
-    parser.add_argument(
-        "--threads", type=int, default=defaults.threads, help="torch threads; use 1 on a CPU shared with other jobs"
-    )
+    parser.add_argument("--threads", type=int, help="torch threads; use 1 on a CPU shared with other jobs")
     args = parser.parse_args(argv)
-    cfg = TrainConfig(
-        steps=args.steps,
-        seed=args.seed,
-        train_faces=args.train_faces,
-        eval_faces=args.eval_faces,
-        backbone=args.backbone,
-        threads=args.threads,
-        sparsity=args.sparsity,
-    )
+    cfg = settings_from_args(TrainConfig, args)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()

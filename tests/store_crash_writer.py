@@ -10,7 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from edge_sdk.store import EncryptedLogSink, KeySource
+from edge_sdk.pipeline.config import LogSettings
+from edge_sdk.store import EncryptedLogSink, LogTuning
 
 
 def main() -> None:
@@ -24,14 +25,10 @@ def main() -> None:
 
     sink = EncryptedLogSink.open(
         log_dir,
-        KeySource(key_file=key_file),
+        LogSettings(key_file=str(key_file), retention_days=None, quota_bytes=None),
+        LogTuning(batch_size=16, flush_interval=0.02, queue_limit=100_000),
         session_id=f"trial-{trial}",
-        batch_size=16,
-        flush_interval=0.02,
-        queue_limit=100_000,
         on_commit=on_commit,
-        retention_days=None,
-        quota_bytes=None,
     )
     print("READY", flush=True)
     i = 0

@@ -15,10 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_sdk.backend import FORMATS, backend_for, load_backend
+from edge_sdk.backend import backend_for, load_backend
+from edge_sdk.backend.base import prepare_input
 from edge_sdk.errors import ContractError
 from edge_sdk.model import ModelCard, load_card, postprocess, sha256_file, sidecar_path
 from edge_sdk.model.face_model import DEMO_MODEL, FaceModel
+from edge_sdk.targets import format_for_suffix
 from tests.model_factory import HSEMOTION_LABELS
 
 TOLERANCE = 1e-3
@@ -112,7 +114,7 @@ def test_litert_runs_any_batch_size(n: int, converted: Converted, reference: tup
 
 def test_backend_is_chosen_from_the_suffix(converted: Converted) -> None:
     for path, expected in ((converted.onnx, "onnxruntime"), (converted.tflite, "litert"), (converted.xml, "openvino")):
-        assert backend_for(path) == expected == FORMATS[path.suffix]
+        assert backend_for(path) == expected == format_for_suffix(path.suffix).backend
         assert FaceModel(path).info.backend == expected
     assert backend_for(converted.onnx, "openvino") == "openvino"
 
@@ -240,3 +242,45 @@ def test_litert_int8_card_scale_must_match_the_interpreter(int8_tflite, tmp_path
     write_sidecar(ModelCard.from_dict(wrong), [copy])
     with pytest.raises(ContractError, match=r"model card field 'input.scale': card says scale"):
         load_backend(copy)
+
+
+def test_prepare_input_puts_the_batch_in_the_card_layout() -> None:
+    batch = np.random.default_rng(2).random((2, 3, 4, 5), np.float32)
+    nhwc = prepare_input(batch, "NHWC", np.float32)
+    assert nhwc.flags.c_contiguous
+    np.testing.assert_array_equal(nhwc, batch.transpose(0, 2, 3, 1))
+    assert prepare_input(batch, "NCHW", np.float32) is batch
+
+
+# x / scale for each element: ties round half to even, then zero point, then saturation to the dtype's range.
+STEPS = [-300, -2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 126, 300]
+QUANTIZED = {
+    (np.int8, -3): [-128, -5, -5, -3, -3, -1, -1, 123, 127],
+    (np.uint8, 128): [0, 126, 126, 128, 128, 130, 130, 254, 255],
+}
+
+
+@pytest.mark.parametrize(("dtype", "zero_point"), list(QUANTIZED))
+def test_prepare_input_quantizes_against_the_card(dtype: type, zero_point: int) -> None:
+    scale = 0.5
+    batch = (np.array(STEPS, np.float32) * scale).reshape(1, 3, 1, 3)
+    q = prepare_input(batch, "NCHW", dtype, (scale, zero_point))
+    assert q.dtype == dtype and q.flags.c_contiguous
+    assert q.ravel().tolist() == QUANTIZED[(dtype, zero_point)]
+    np.testing.assert_array_equal(prepare_input(batch, "NHWC", dtype, (scale, zero_point)), q.transpose(0, 2, 3, 1))
+    with pytest.raises(ContractError, match=r"'input.scale': the model takes"):
+        prepare_input(batch, "NCHW", dtype)
+
+
+def test_export_checks_int8_tflite_through_the_backend_path(int8_tflite) -> None:
+    """export.quant_tflite validates its int8 file with the LiteRT backend's input and output handling."""
+    from export.quant_tflite import _run_int8
+
+    path, _, card = int8_tflite
+    batch = np.random.default_rng(3).random((3, 3, 16, 16), np.float32)
+    produced, quant = _run_int8(path, batch)
+    assert quant == (card["input"]["scale"], card["input"]["zero_point"])
+    backend = load_backend(path, threads=1)
+    tensor = backend.card.heads[0].tensor
+    rows = np.concatenate([backend._infer(batch[i : i + 1])[tensor] for i in range(len(batch))])
+    np.testing.assert_array_equal(produced[tensor], rows)

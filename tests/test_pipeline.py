@@ -168,6 +168,20 @@ def test_config_file_values_and_flag_overrides(tmp_path: Path) -> None:
     assert cfg.pain.threshold == 5 and cfg.pain.window_s == 3.0 and cfg.detector.interval == 2
 
 
+def test_run_flags_override_only_the_keys_they_name(tmp_path: Path) -> None:
+    import argparse
+
+    from edge_sdk.cli.run import add_arguments, config_from_args
+
+    path = write(tmp_path, "preview = true\nmax_fps = 3\n[detector]\nscale = 0.7\ninterval = 2\n[log]\nquota_mb = 1.5")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    cfg = config_from_args(parser.parse_args(["--config", str(path), "--display-none", "--detect-scale", "0.2"]))
+    assert (cfg.preview, cfg.max_fps, cfg.detector.scale, cfg.detector.interval) == (False, 3, 0.2, 2)
+    assert cfg.log.quota_bytes == 1_572_864  # the file's quota_mb is MiB; LogSettings holds bytes
+    assert build_config().log.quota_bytes == 512 * 1024 * 1024
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

@@ -6,14 +6,22 @@ import errno
 import os
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from edge_sdk.store import EncryptedLogSink, KeySource
+from edge_sdk.pipeline.config import LogSettings
+from edge_sdk.store import EncryptedLogSink, LogTuning
 from edge_sdk.store.reader import read_records
 from edge_sdk.store.verify import verify_log
 from tests.store_helpers import open_db
+
+FAST = LogTuning(batch_size=16, flush_interval=0.01, retry_interval=0.05)  # commit and retry at test speed
+
+
+def _settings(key_file: Path, **fields: int | None) -> LogSettings:
+    return LogSettings(key_file=str(key_file), retention_days=None, **fields)
 
 
 def _frames(log_dir: Path, key_file: Path) -> tuple[list[int], list[dict], list[str]]:
@@ -31,15 +39,7 @@ def _frames(log_dir: Path, key_file: Path) -> tuple[list[int], list[dict], list[
 def test_injected_enospc_is_reported_and_recovered(tmp_path):
     log_dir, key_file = tmp_path / "log", tmp_path / "key.json"
     problems: list[str] = []
-    sink = EncryptedLogSink.open(
-        log_dir,
-        KeySource(key_file=key_file),
-        batch_size=8,
-        flush_interval=0.01,
-        retry_interval=0.05,
-        on_problem=problems.append,
-        retention_days=None,
-    )
+    sink = EncryptedLogSink.open(log_dir, _settings(key_file), replace(FAST, batch_size=8), on_problem=problems.append)
     real_append = sink.writer.db.append
     failing = {"on": False}
 
@@ -78,15 +78,7 @@ def test_injected_enospc_is_reported_and_recovered(tmp_path):
 
 def test_queue_full_drops_frames_counts_them_and_keeps_alerts(tmp_path):
     log_dir, key_file = tmp_path / "log", tmp_path / "key.json"
-    sink = EncryptedLogSink.open(
-        log_dir,
-        KeySource(key_file=key_file),
-        queue_limit=50,
-        batch_size=8,
-        flush_interval=0.01,
-        retry_interval=0.05,
-        retention_days=None,
-    )
+    sink = EncryptedLogSink.open(log_dir, _settings(key_file), replace(FAST, batch_size=8, queue_limit=50))
     real_append = sink.writer.db.append
     sink.writer.db.append = lambda rows: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device"))
     tickets = [sink.write({"i": i}) for i in range(200)]
@@ -109,13 +101,8 @@ def test_sqlite_full_at_hard_limit_loses_nothing_committed(tmp_path):
     problems: list[str] = []
     sink = EncryptedLogSink.open(
         log_dir,
-        KeySource(key_file=key_file),
-        hard_limit_bytes=96 * 1024,
-        batch_size=16,
-        flush_interval=0.01,
-        retry_interval=0.05,
-        quota_bytes=None,
-        retention_days=None,
+        _settings(key_file, quota_bytes=None),
+        replace(FAST, hard_limit_bytes=96 * 1024),
         on_problem=problems.append,
         on_commit=lambda r: committed.__setitem__(0, r.through_ticket),
     )
@@ -143,14 +130,8 @@ def test_sqlite_full_recovers_through_quota_purge(tmp_path):
     problems: list[str] = []
     sink = EncryptedLogSink.open(
         log_dir,
-        KeySource(key_file=key_file),
-        hard_limit_bytes=128 * 1024,
-        quota_bytes=100 * 1024,
-        maintenance_interval=3600,
-        batch_size=16,
-        flush_interval=0.01,
-        retry_interval=0.05,
-        retention_days=None,
+        _settings(key_file, quota_bytes=100 * 1024),
+        replace(FAST, hard_limit_bytes=128 * 1024, maintenance_interval=3600),
         on_problem=problems.append,
     )
     for i in range(2000):
@@ -185,12 +166,8 @@ def test_real_full_tmpfs(tmp_path):
         committed = [0]
         sink = EncryptedLogSink.open(
             log_dir,
-            KeySource(key_file=key_file),
-            batch_size=16,
-            flush_interval=0.01,
-            retry_interval=0.05,
-            quota_bytes=None,
-            retention_days=None,
+            _settings(key_file, quota_bytes=None),
+            FAST,
             on_commit=lambda r: committed.__setitem__(0, r.through_ticket),
         )
         deadline = time.monotonic() + 20

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from edge_sdk.cli import main
+from edge_sdk.pipeline.config import LogSettings
 from edge_sdk.store import EncryptedLogSink, KeyRing, KeySource, LogKeyError
 from edge_sdk.store.db import LogDatabase, log_path
 from edge_sdk.store.keys import KEY_ENV, read_key_file, write_key_file
@@ -18,7 +19,7 @@ from tests.store_helpers import open_db, write_log
 
 def test_key_file_is_created_0600_on_first_write(tmp_path):
     key_file = tmp_path / "keys" / "ring.json"
-    sink = EncryptedLogSink.open(tmp_path / "log", KeySource(key_file=key_file))
+    sink = EncryptedLogSink.open(tmp_path / "log", LogSettings(key_file=str(key_file)))
     sink.close()
     assert key_file.stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "keys").stat().st_mode & 0o777 == 0o700
@@ -40,13 +41,13 @@ def test_no_key_is_a_clear_error_and_nothing_is_written(tmp_path, monkeypatch, c
     assert "no log key" in capsys.readouterr().err
     monkeypatch.setenv(KEY_ENV, "not-a-key")
     with pytest.raises(LogKeyError, match="32-byte key"):
-        EncryptedLogSink.open(tmp_path / "log", KeySource())
+        EncryptedLogSink.open(tmp_path / "log", LogSettings())
     assert not (tmp_path / "log").exists()
 
 
 def test_env_master_key_and_key_command(tmp_path, monkeypatch):
     monkeypatch.setenv(KEY_ENV, "11" * 32)
-    sink = EncryptedLogSink.open(tmp_path / "log", KeySource(), patient_id="MRN-1")
+    sink = EncryptedLogSink.open(tmp_path / "log", LogSettings(patient_id="MRN-1"))
     sink.write({"pspi": 1.0})
     sink.close()
     ring_file = tmp_path / "master.txt"
@@ -66,7 +67,7 @@ def test_rotation_keeps_old_rows_readable(tmp_path):
     assert main(["log", "rotate-key", "--key-file", str(key_file)]) == 0
     new_ring = read_key_file(key_file)
     assert new_ring.active != old_ring.active and set(old_ring.keys) < set(new_ring.keys)
-    sink = EncryptedLogSink.open(log_dir, KeySource(key_file=key_file), retention_days=None)
+    sink = EncryptedLogSink.open(log_dir, LogSettings(key_file=str(key_file), retention_days=None))
     sink.write({"i": 99})
     sink.close()
     db = open_db(log_dir, key_file)

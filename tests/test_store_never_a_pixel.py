@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from edge_sdk.errors import InputError
-from edge_sdk.store import EncryptedLogSink, KeySource
+from edge_sdk.pipeline.config import LogSettings
+from edge_sdk.store import EncryptedLogSink
 from edge_sdk.store.db import log_path
 from edge_sdk.store.records import MAX_PAYLOAD_BYTES, normalise_record
 from edge_sdk.store.sealing import NONCE_BYTES, TAG_BYTES
@@ -106,7 +107,7 @@ def _scan(path: Path, allowed_run: int, known: list[bytes] = ()) -> list[str]:
 def test_database_and_wal_hold_no_image_or_large_blob(tmp_path):
     log_dir = tmp_path / "log"
     sink = EncryptedLogSink.open(
-        log_dir, KeySource(key_file=tmp_path / "k.json"), patient_id="MRN-77", retention_days=None
+        log_dir, LogSettings(key_file=str(tmp_path / "k.json"), patient_id="MRN-77", retention_days=None)
     )
     for bad in (np.zeros((48, 48, 3), np.uint8), b"\xff\xd8\xff" + bytes(2000)):
         with pytest.raises(InputError):

@@ -11,7 +11,8 @@ import time
 import pytest
 
 from edge_sdk.cli import main
-from edge_sdk.store import EncryptedLogSink, KeySource
+from edge_sdk.pipeline.config import LogSettings
+from edge_sdk.store import EncryptedLogSink, LogTuning
 from edge_sdk.store.db import log_path
 from edge_sdk.store.reader import read_records
 from edge_sdk.store.verify import verify_log
@@ -35,7 +36,9 @@ def _audit_actions(log_dir, key_file) -> list[str]:
 def test_retention_purges_old_rows_and_chain_still_verifies(tmp_path):
     log_dir, key_file = tmp_path / "log", tmp_path / "key.json"
     sink = EncryptedLogSink.open(
-        log_dir, KeySource(key_file=key_file), retention_days=30, maintenance_interval=0.2, flush_interval=0.01
+        log_dir,
+        LogSettings(key_file=str(key_file), retention_days=30),
+        LogTuning(maintenance_interval=0.2, flush_interval=0.01),
     )
     now = time.time()
     for i in range(50):
@@ -61,11 +64,9 @@ def test_quota_purges_oldest_first_and_reports_it(tmp_path):
     log_dir, key_file = write_log(
         tmp_path,
         n=3000,
-        quota_bytes=256 * 1024,
-        maintenance_interval=0.05,
-        queue_limit=10_000,
-        flush_interval=0.01,
+        tuning=LogTuning(maintenance_interval=0.05, queue_limit=10_000, flush_interval=0.01),
         on_problem=problems.append,
+        quota_bytes=256 * 1024,
     )
     db = open_db(log_dir, key_file)
     try:
@@ -143,7 +144,7 @@ def test_parquet_export(tmp_path):
 
 def test_summary_and_png_timeline(tmp_path, capsys):
     log_dir, key_file = tmp_path / "log", tmp_path / "key.json"
-    sink = EncryptedLogSink.open(log_dir, KeySource(key_file=key_file), retention_days=None)
+    sink = EncryptedLogSink.open(log_dir, LogSettings(key_file=str(key_file), retention_days=None))
     t0 = 3600 * (int(time.time()) // 3600) - 2 * 3600  # two whole hours ago
     for i in range(120):
         face = i % 4 != 0

@@ -1,45 +1,22 @@
 """Inference backends and how an artifact picks one.
 
-``load_backend(path)`` chooses the backend from the artifact's suffix (the FORMATS table);
-``backend=`` overrides it (OpenVINO also reads ``.onnx``).
+``load_backend(path)`` chooses the backend from the artifact's suffix; both come from the format
+table :data:`edge_sdk.targets.FORMATS` (one row per format names its backend class). ``backend=``
+overrides the choice (OpenVINO also reads ``.onnx``).
 """
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edge_sdk.backend.base import Backend, BackendInfo
 from edge_sdk.contract.card_io import load_card
 from edge_sdk.errors import ArtifactError, BackendUnavailableError, InputError
+from edge_sdk.targets import FORMATS, ArtifactFormat, format_for_suffix, resolve
 
-
-@dataclass(frozen=True)
-class BackendEntry:
-    """Where a backend lives and what to install for it."""
-
-    module: str
-    cls: str
-    requires: str  # the import that must work
-    install_hint: str
-
-
-BACKENDS: dict[str, BackendEntry] = {
-    "onnxruntime": BackendEntry(
-        "edge_sdk.backend.onnxruntime_backend", "OnnxRuntimeBackend", "onnxruntime", "pip install edge-sdk"
-    ),
-    "litert": BackendEntry(
-        "edge_sdk.backend.litert_backend", "LiteRTBackend", "ai_edge_litert", "pip install 'edge-sdk[litert]'"
-    ),
-    "openvino": BackendEntry(
-        "edge_sdk.backend.openvino_backend", "OpenVINOBackend", "openvino", "pip install 'edge-sdk[openvino]'"
-    ),
-}
-
-# Artifact file suffix -> default backend.
-FORMATS: dict[str, str] = {".onnx": "onnxruntime", ".tflite": "litert", ".xml": "openvino"}
+# Backend name -> the format row that names it (module, class, requirement, install hint).
+BACKENDS: dict[str, ArtifactFormat] = {f.backend: f for f in FORMATS.values()}
 
 
 def backend_for(path: str | Path, backend: str | None = None) -> str:
@@ -49,9 +26,11 @@ def backend_for(path: str | Path, backend: str | None = None) -> str:
             raise InputError(f"unknown backend '{backend}'; expected one of: {', '.join(BACKENDS)}")
         return backend
     suffix = Path(path).suffix.lower()
-    if suffix not in FORMATS:
-        raise ArtifactError(f"{path}: not a model artifact (suffix '{suffix}'); expected one of {', '.join(FORMATS)}")
-    return FORMATS[suffix]
+    found = format_for_suffix(suffix)
+    if found is None:
+        known = ", ".join(f.suffix for f in FORMATS.values())
+        raise ArtifactError(f"{path}: not a model artifact (suffix '{suffix}'); expected one of {known}")
+    return found.backend
 
 
 def load_backend(path: str | Path, backend: str | None = None, **options: Any) -> Backend:
@@ -63,14 +42,18 @@ def load_backend(path: str | Path, backend: str | None = None, **options: Any) -
     path = Path(path)
     name = backend_for(path, backend)
     card = load_card(path)
+    return backend_class(name)(path, card, **options)
+
+
+def backend_class(name: str) -> type[Backend]:
+    """The Backend subclass called ``name`` (BackendUnavailableError naming what to install)."""
     entry = BACKENDS[name]
     try:
-        module = importlib.import_module(entry.module)
+        return resolve(entry.backend_class)
     except ImportError as exc:
         raise BackendUnavailableError(
             f"backend '{name}' needs the '{entry.requires}' package ({exc}); install it with: {entry.install_hint}"
         ) from None
-    return getattr(module, entry.cls)(path, card, **options)
 
 
-__all__ = ["BACKENDS", "FORMATS", "Backend", "BackendInfo", "backend_for", "load_backend"]
+__all__ = ["BACKENDS", "Backend", "BackendInfo", "backend_class", "backend_for", "load_backend"]

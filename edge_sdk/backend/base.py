@@ -5,11 +5,18 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike
 
-from edge_sdk.contract.card import ModelCard
+from edge_sdk.contract.card import InputSpec, ModelCard
 from edge_sdk.contract.processing import HeadOutputs, check_batch, split_heads
+from edge_sdk.errors import ContractError
+from edge_sdk.targets import Target
+
+QuantParams = tuple[float, int]
+"""Per-tensor affine quantization ``(scale, zero_point)``: ``x = (q - zero_point) * scale``."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,65 @@ class Backend(ABC):
         """Raw head outputs for a preprocessed batch, one row per face."""
         batch = check_batch(batch, self.card.input)
         return split_heads(self.card, self._infer(batch))
+
+    @classmethod
+    def options_for(cls, target: Target, threads: int | None, device: str | None) -> dict[str, Any]:
+        """Constructor options that run ``target``'s artifact here (how ``benchmark`` loads it)."""
+        return {"threads": threads}
+
+    @classmethod
+    def runtime_details(cls) -> str:
+        """What the installed runtime offers on this machine (providers, devices), for ``doctor``; '' if nothing."""
+        return ""
+
+    def _prepare_input(self, batch: np.ndarray, dtype: DTypeLike, quant: QuantParams | None = None) -> np.ndarray:
+        """``batch`` as this artifact's input tensor: the card's layout, and for an integer ``dtype``
+        quantized with ``quant`` (the artifact's own parameters, where it records them) or else the card's.
+        """
+        spec = self.card.input
+        return prepare_input(batch, spec.layout, dtype, card_quant(spec) if quant is None else quant, str(self.path))
+
+
+def to_layout(batch: np.ndarray, layout: str) -> np.ndarray:
+    """An NCHW batch in ``layout`` (NCHW or NHWC), as a view."""
+    return batch if layout == "NCHW" else batch.transpose(0, 2, 3, 1)
+
+
+def card_quant(spec: InputSpec) -> QuantParams | None:
+    """The card's input quantization, or None when the card gives none (float inputs)."""
+    if spec.scale is None or spec.zero_point is None:
+        return None
+    return spec.scale, spec.zero_point
+
+
+def prepare_input(
+    batch: np.ndarray,
+    layout: str,
+    dtype: DTypeLike,
+    quant: QuantParams | None = None,
+    source: str | None = None,
+) -> np.ndarray:
+    """What a model file takes, from the NCHW float32 batch of :func:`edge_sdk.contract.processing.preprocess`.
+
+    The batch is put in ``layout``; an integer ``dtype`` (int8/uint8) is quantized with ``quant`` and
+    saturated to the dtype's range, a float one is cast. The result is C-contiguous. ``source`` names the
+    artifact in the error raised when an integer input has no quantization parameters.
+    """
+    x = to_layout(batch, layout)
+    dtype = np.dtype(dtype)
+    if np.issubdtype(dtype, np.integer):
+        if quant is None:
+            problem = f"the model takes {dtype.name} input but no scale/zero_point is given"
+            raise ContractError("input.scale", problem, source)
+        x = quantize(x, *quant, dtype)
+    return np.ascontiguousarray(x, dtype=dtype)
+
+
+def output_to_float(value: np.ndarray, quant: QuantParams | None = None) -> np.ndarray:
+    """A model output as float32: dequantized with ``quant`` when the tensor is quantized, else cast."""
+    if quant is not None:
+        return dequantize(value, *quant)
+    return value.astype(np.float32, copy=False)
 
 
 def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: np.dtype) -> np.ndarray:

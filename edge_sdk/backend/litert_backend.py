@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_sdk.backend.base import Backend, BackendInfo, dequantize, quantize
+from edge_sdk.backend.base import Backend, BackendInfo, QuantParams, output_to_float
 from edge_sdk.contract.card import ModelCard
 from edge_sdk.errors import ArtifactError, BackendUnavailableError, ContractError
 
@@ -40,8 +40,8 @@ def _interpreter_module() -> tuple[Any, str, str]:
         ) from None
 
 
-def _quant_params(detail: dict[str, Any]) -> tuple[float, int] | None:
-    """Per-tensor (scale, zero_point) of a tensor, or None when it is not quantized."""
+def tensor_quant(detail: dict[str, Any]) -> QuantParams | None:
+    """Per-tensor (scale, zero_point) of an interpreter tensor detail, or None when it is not quantized."""
     scale, zero_point = detail.get("quantization", (0.0, 0))
     if not scale:
         return None
@@ -75,7 +75,7 @@ class LiteRTBackend(Backend):
         outputs = {d["name"]: d for d in self.interpreter.get_output_details()}
         card.check_outputs({name: tuple(int(s) for s in d["shape"]) for name, d in outputs.items()}, source)
         self._outputs = [(name, outputs[name]["index"]) for name in card.output_tensors]
-        self._output_quant = {name: _quant_params(outputs[name]) for name in card.output_tensors}
+        self._output_quant = {name: tensor_quant(outputs[name]) for name in card.output_tensors}
         self._batch = int(self._input["shape"][0])
         self._resizable = True
 
@@ -94,7 +94,7 @@ class LiteRTBackend(Backend):
         if self._input_dtype.name != spec.dtype:
             problem = f"card says {spec.dtype}, the .tflite input is {self._input_dtype}"
             raise ContractError("input.dtype", problem, source)
-        self._input_quant = _quant_params(self._input)
+        self._input_quant = tensor_quant(self._input)
         if not np.issubdtype(self._input_dtype, np.integer):
             return
         if self._input_quant is None:
@@ -124,12 +124,6 @@ class LiteRTBackend(Backend):
             extra={"batch_mode": "resize" if self._resizable else "per-sample"},
         )
 
-    def _prepare(self, batch: np.ndarray) -> np.ndarray:
-        x = batch.transpose(0, 2, 3, 1) if self.card.input.layout == "NHWC" else batch
-        if self._input_quant is not None and np.issubdtype(self._input_dtype, np.integer):
-            return quantize(x, *self._input_quant, self._input_dtype)
-        return np.ascontiguousarray(x, dtype=self._input_dtype)
-
     def _resize(self, n: int) -> bool:
         """Resize the input to batch ``n``; False (and remember it) if the graph cannot be resized."""
         if n == self._batch:
@@ -155,13 +149,12 @@ class LiteRTBackend(Backend):
         self.interpreter.invoke()
         values = []
         for name, index in self._outputs:
-            value = self.interpreter.get_tensor(index)
-            quant = self._output_quant[name]
-            values.append(dequantize(value, *quant) if quant is not None else value.astype(np.float32, copy=False))
+            values.append(output_to_float(self.interpreter.get_tensor(index), self._output_quant[name]))
         return values
 
     def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        x = self._prepare(batch)
+        # The interpreter's own input quantization (the card's agrees within _QUANT_RTOL, see _check_input).
+        x = self._prepare_input(batch, self._input_dtype, self._input_quant)
         n = x.shape[0]
         if self._resize(n):
             values = self._invoke(x)
@@ -178,4 +171,4 @@ class LiteRTBackend(Backend):
         return out
 
 
-__all__ = ["LiteRTBackend"]
+__all__ = ["LiteRTBackend", "tensor_quant"]

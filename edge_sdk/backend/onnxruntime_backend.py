@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from edge_sdk.backend.base import Backend, BackendInfo, dequantize, quantize
+from edge_sdk.backend.base import Backend, BackendInfo, dequantize, output_to_float
 from edge_sdk.contract.card import ModelCard
 from edge_sdk.errors import ArtifactError
+from edge_sdk.targets import Target
 
 # Best first. TensorRT builds an engine from QDQ ONNX (explicit quantization) on first run.
 DEFAULT_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -54,6 +56,16 @@ class OnnxRuntimeBackend(Backend):
 
     name = "onnxruntime"
 
+    @classmethod
+    def options_for(cls, target: Target, threads: int | None, device: str | None) -> dict[str, Any]:
+        return {"threads": threads, "providers": target.providers or None}
+
+    @classmethod
+    def runtime_details(cls) -> str:
+        import onnxruntime as ort
+
+        return "providers: " + ", ".join(ort.get_available_providers())
+
     def __init__(
         self,
         path: Path,
@@ -94,18 +106,9 @@ class OnnxRuntimeBackend(Backend):
         )
 
     def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        spec = self.card.input
-        x = batch if spec.layout == "NCHW" else batch.transpose(0, 2, 3, 1)
-        if np.issubdtype(self._input_dtype, np.integer):
-            assert spec.scale is not None and spec.zero_point is not None
-            x = quantize(x, spec.scale, spec.zero_point, self._input_dtype)
-        else:
-            x = x.astype(self._input_dtype, copy=False)
-        values = self.session.run(self._output_names, {self._input.name: np.ascontiguousarray(x)})
-        out = {}
-        for name, value in zip(self._output_names, values, strict=True):
-            out[name] = value.astype(np.float32) if value.dtype != np.float32 else value
-        return out
+        x = self._prepare_input(batch, self._input_dtype)
+        values = self.session.run(self._output_names, {self._input.name: x})
+        return {name: output_to_float(value) for name, value in zip(self._output_names, values, strict=True)}
 
 
 __all__ = ["OnnxRuntimeBackend", "open_session", "dequantize"]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from edge_sdk.backend.base import Backend, BackendInfo, quantize
+from edge_sdk.backend.base import Backend, BackendInfo
 from edge_sdk.contract.card import ModelCard
 from edge_sdk.errors import ArtifactError, InputError
+from edge_sdk.targets import Target
 
 DEVICES = ("CPU", "GPU", "NPU", "AUTO")
 
@@ -25,6 +27,16 @@ class OpenVINOBackend(Backend):
     """
 
     name = "openvino"
+
+    @classmethod
+    def options_for(cls, target: Target, threads: int | None, device: str | None) -> dict[str, Any]:
+        return {"threads": threads, "device": device or "CPU"}
+
+    @classmethod
+    def runtime_details(cls) -> str:
+        import openvino as ov
+
+        return "devices: " + ", ".join(ov.Core().available_devices)
 
     def __init__(
         self,
@@ -102,12 +114,7 @@ class OpenVINOBackend(Backend):
         )
 
     def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        spec = self.card.input
-        x = batch if spec.layout == "NCHW" else batch.transpose(0, 2, 3, 1)
-        if np.issubdtype(self._input_dtype, np.integer):
-            assert spec.scale is not None and spec.zero_point is not None
-            x = quantize(x, spec.scale, spec.zero_point, self._input_dtype)
-        x = np.ascontiguousarray(x, dtype=self._input_dtype)
+        x = self._prepare_input(batch, self._input_dtype)
         if self._batch_reshaped or x.shape[0] == 1:
             return self._run(x)
         rows = [self._run(x[i : i + 1]) for i in range(x.shape[0])]

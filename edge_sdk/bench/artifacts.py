@@ -1,8 +1,8 @@
 """Which artifacts a benchmark runs for a target: one file, an export folder, or the packaged demo.
 
 Every artifact is checked against the target before anything is timed: its format must be one the
-target runs (TARGETS[target].artifact_suffix; an FP32 ``.onnx`` parent is also accepted for
-OpenVINO, which reads ONNX directly) and its card's ``export.target`` must be the target (or unset,
+target runs (``Target.suffixes``: its own format, and an FP32 ``.onnx`` parent for OpenVINO, which
+reads ONNX directly) and its card's ``export.target`` must be the target (or unset,
 for an FP32 parent). The variant label (``fp32``, ``int8``, ``pruned-int8``...) comes from the card.
 """
 
@@ -14,16 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge_sdk.backend import FORMATS
 from edge_sdk.contract.card import ModelCard
 from edge_sdk.contract.card_io import load_card
 from edge_sdk.errors import ArtifactError, ContractError, InputError
-from edge_sdk.targets import Target
+from edge_sdk.targets import Target, format_for_suffix
 
-# Formats a target also accepts for an FP32 parent without a target (OpenVINO reads ONNX itself).
-FP32_PARENT_SUFFIXES: dict[str, tuple[str, ...]] = {"openvino": (".onnx",)}
-# Which backend runs a suffix for a target when it is not the suffix's default backend.
-BACKEND_OVERRIDES: dict[tuple[str, str], str] = {("openvino", ".onnx"): "openvino"}
 REPORT_NAMES = ("report.json",)
 # Per-artifact fidelity figures `edge-sdk export` writes in report.json rows (next to "files" and "status").
 FIDELITY_KEYS = ("expression_agreement", "au_occurrence_f1", "au_intensity_mae", "va_ccc", "pspi_mae")
@@ -76,14 +71,14 @@ def artifact_files(path: Path, card: ModelCard) -> tuple[Path, ...]:
     """The files of an artifact: those its sidecar lists, else the file (plus ``.bin`` for an IR)."""
     if card.files:
         return tuple(path.with_name(name) for name in card.files)
-    extra = (path.with_suffix(".bin"),) if path.suffix.lower() == ".xml" else ()
-    return (path, *extra)
+    found = format_for_suffix(path.suffix)
+    return (path, *(path.with_suffix(s) for s in (found.companions if found else ())))
 
 
 def check_for_target(path: Path, card: ModelCard, target: Target) -> str:
     """Raise unless ``path`` can be benchmarked as ``target``; returns the backend that runs it."""
     suffix = path.suffix.lower()
-    parent_ok = suffix in FP32_PARENT_SUFFIXES.get(target.name, ()) and card.export.target is None
+    parent_ok = suffix in target.fp32_parent_suffixes and card.export.target is None
     if suffix != target.artifact_suffix and not parent_ok:
         raise ArtifactError(
             f"{path}: a {suffix or 'suffixless'} file is not a {target.name} artifact; target {target.name} runs "
@@ -96,7 +91,7 @@ def check_for_target(path: Path, card: ModelCard, target: Target) -> str:
             f"use --target {card.export.target} or the {target.name} artifact",
             str(path),
         )
-    return BACKEND_OVERRIDES.get((target.name, suffix), FORMATS.get(suffix, target.backend))
+    return target.backend  # the target's backend runs every suffix it accepts
 
 
 def load_artifact(path: Path, target: Target, fidelity: dict[str, Any] | None = None) -> BenchArtifact:
@@ -168,7 +163,7 @@ def _candidates(folder: Path, max_depth: int = 3) -> list[Path]:
     found = []
     for path in sorted(folder.rglob("*")):
         depth = len(path.relative_to(folder).parts)
-        if depth <= max_depth and path.is_file() and path.suffix.lower() in FORMATS:
+        if depth <= max_depth and path.is_file() and format_for_suffix(path.suffix) is not None:
             found.append(path)
     return found
 
@@ -188,7 +183,7 @@ def scan_folder(folder: Path, target: Target) -> ArtifactSet:
     found: dict[str, BenchArtifact] = {}
     skipped: list[str] = []
     for path in _candidates(folder):
-        if path.suffix.lower() not in (target.artifact_suffix, *FP32_PARENT_SUFFIXES.get(target.name, ())):
+        if path.suffix.lower() not in target.suffixes:
             continue
         try:
             artifact = load_artifact(path, target, None)
@@ -222,7 +217,7 @@ def _demo_parent(found: ArtifactSet, target: Target, demo_path: Path) -> BenchAr
     """The packaged demo model as FP32 reference when it is the artifacts' parent (by sha256) and runs here."""
     from edge_sdk.contract.card_io import sha256_file
 
-    suffixes = (target.artifact_suffix, *FP32_PARENT_SUFFIXES.get(target.name, ()))
+    suffixes = target.suffixes
     if not demo_path.is_file() or demo_path.suffix.lower() not in suffixes:
         return None
     parents = {a.card.provenance.parent_sha256 for a in found.artifacts} - {None}
@@ -264,7 +259,7 @@ def find_artifacts(target: Target, model: str | Path | None, demo_path: Path) ->
     if model is None or str(model) == "demo":
         if not demo_path.is_file():
             raise ArtifactError(f"{demo_path}: the packaged demo model is missing from this install")
-        if demo_path.suffix.lower() not in (target.artifact_suffix, *FP32_PARENT_SUFFIXES.get(target.name, ())):
+        if demo_path.suffix.lower() not in target.suffixes:
             raise ArtifactError(
                 f"target {target.name} runs {target.artifact_suffix} artifacts and the packaged demo model is "
                 f"{demo_path.suffix}; " + EXPORT_HINT.format(target=target.name)

@@ -12,12 +12,12 @@ import os
 import platform
 import resource
 import sys
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edge_sdk.cpu import describe_cpu
+from edge_sdk.targets import TARGETS, resolve
 
 # Runtimes whose versions a result records (distribution name -> label). Looked up in package
 # metadata, so nothing is imported just to print a version.
@@ -159,7 +159,7 @@ class DeviceVerdict:
     reason: str
 
 
-def _jetson_verdict(machine: MachineInfo, ran_on: str) -> DeviceVerdict:
+def jetson_verdict(machine: MachineInfo, ran_on: str) -> DeviceVerdict:
     gpu = ran_on in ("TensorrtExecutionProvider", "CUDAExecutionProvider")
     if is_jetson() and gpu:
         return DeviceVerdict(True, f"Jetson, ran on {ran_on}")
@@ -169,7 +169,7 @@ def _jetson_verdict(machine: MachineInfo, ran_on: str) -> DeviceVerdict:
     )
 
 
-def _rpi_verdict(machine: MachineInfo, ran_on: str) -> DeviceVerdict:
+def rpi_verdict(machine: MachineInfo, ran_on: str) -> DeviceVerdict:
     if is_raspberry_pi():
         return DeviceVerdict(True, f"{machine.board}, ran on {ran_on}")
     return DeviceVerdict(
@@ -177,7 +177,7 @@ def _rpi_verdict(machine: MachineInfo, ran_on: str) -> DeviceVerdict:
     )
 
 
-def _openvino_verdict(machine: MachineInfo, ran_on: str) -> DeviceVerdict:
+def openvino_verdict(machine: MachineInfo, ran_on: str) -> DeviceVerdict:
     intel_device = ran_on.upper().startswith(("GPU", "NPU")) or machine.cpu_vendor == "GenuineIntel"
     if intel_device:
         return DeviceVerdict(True, f"Intel machine, ran on OpenVINO {ran_on}")
@@ -188,23 +188,16 @@ def _openvino_verdict(machine: MachineInfo, ran_on: str) -> DeviceVerdict:
     )
 
 
-def _cpu_verdict(machine: MachineInfo, ran_on: str) -> DeviceVerdict:
+def any_cpu_verdict(machine: MachineInfo, ran_on: str) -> DeviceVerdict:
+    """For targets that are any CPU: every machine is the device."""
     return DeviceVerdict(True, f"the cpu target is any CPU: this {machine.cpu} ({ran_on})")
 
 
-# Target name -> how to tell whether this machine is that device. Covers every row of TARGETS
-# (tests/test_benchmark.py checks it).
-DEVICE_VERDICTS: dict[str, Callable[[MachineInfo, str], DeviceVerdict]] = {
-    "jetson": _jetson_verdict,
-    "rpi": _rpi_verdict,
-    "openvino": _openvino_verdict,
-    "cpu": _cpu_verdict,
-}
-
-
 def device_verdict(target: str, machine: MachineInfo, ran_on: str) -> DeviceVerdict:
-    """Is a figure of ``target`` that ran on ``ran_on`` (provider/device) here a device figure?"""
-    judge = DEVICE_VERDICTS.get(target)
-    if judge is None:
+    """Is a figure of ``target`` that ran on ``ran_on`` (provider/device) here a device figure?
+
+    The target's row names its check (``Target.device_check``)."""
+    row = TARGETS.get(target)
+    if row is None:
         return DeviceVerdict(False, f"no device check is known for target '{target}'")
-    return judge(machine, ran_on)
+    return resolve(row.device_check)(machine, ran_on)

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from edge_sdk.bench.measure import BACKEND_OPTIONS, BASELINE_VARIANT
+from edge_sdk.backend import backend_class
+from edge_sdk.bench.measure import BASELINE_VARIANT
 from edge_sdk.errors import InputError
 from edge_sdk.targets import get_target
 
@@ -91,7 +92,7 @@ def run_pipeline_benchmark(
         raise InputError(f"--pipeline-frames: expected more than {WARMUP_FRAMES} frames, got {max_frames}")
     row = pick_row(result)
     target = get_target(result["target"]["name"])
-    options = BACKEND_OPTIONS[row["backend"]](target, row["threads"], row["device"])
+    options = backend_class(row["backend"]).options_for(target, row["threads"], row["device"])
     say = progress or (lambda message: None)
     say(f"pipeline: {video.name}, up to {max_frames} frames, model {row['variant']} ({row['threads']} threads)")
     model = FaceModel(row["artifact"], backend=row["backend"], **options)

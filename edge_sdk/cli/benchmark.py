@@ -9,6 +9,7 @@ from pathlib import Path
 
 from edge_sdk.bench.artifacts import VARIANT_ORDER
 from edge_sdk.bench.measure import DEFAULT_BLOCK
+from edge_sdk.cli.flags import add_setting, settings_from_args
 from edge_sdk.errors import InputError
 from edge_sdk.targets import TARGETS
 
@@ -27,21 +28,30 @@ def _csv(kind: type, flag: str):  # -> argparse type function
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The benchmark flags; a flag's dest is the ``BenchConfig`` field it sets (``--model`` -> ``models``)."""
     parser.add_argument("--target", required=True, choices=list(TARGETS), help="which target's artifacts to run")
-    parser.add_argument(
+    add_setting(
+        parser,
         "--model",
+        "models",
         action="append",
         help="an artifact file or an `edge-sdk export` output folder; repeat to compare exports (e.g. unpruned "
         "and --prune 0.3) side by side (default: the packaged FP32 demo model)",
     )
-    parser.add_argument(
+    add_setting(
+        parser,
         "--precision",
+        "precisions",
         type=_csv(str, "--precision"),
         help=f"variants to run, comma-separated from {','.join(VARIANT_ORDER)} (default: all found)",
     )
     parser.add_argument("--threads", type=_csv(int, "--threads"), help="thread counts, e.g. 1,2,4 (default: 1,cores)")
-    parser.add_argument(
-        "--device", type=_csv(str, "--device"), help="OpenVINO devices, e.g. CPU,GPU (default: all available)"
+    add_setting(
+        parser,
+        "--device",
+        "devices",
+        type=_csv(str, "--device"),
+        help="OpenVINO devices, e.g. CPU,GPU (default: all available)",
     )
     parser.add_argument("--runs", type=int, default=500, help="timed runs per row (default 500)")
     parser.add_argument("--warmup", type=int, default=50, help="untimed warm-up runs per row (default 50)")
@@ -79,18 +89,7 @@ def run(args: argparse.Namespace) -> int:
         from edge_sdk.bench.pipeline import check_video
 
         check_video(Path(args.pipeline))
-    config = BenchConfig(
-        target=args.target,
-        models=tuple(args.model) if args.model else None,
-        precisions=args.precision,
-        threads=args.threads,
-        devices=args.device,
-        runs=args.runs,
-        warmup=args.warmup,
-        block=args.block,
-        baseline=args.baseline,
-        baseline_model=args.baseline_model,
-    )
+    config = settings_from_args(BenchConfig, args, models=tuple(args.models) if args.models else None)
     progress = None if args.quiet else (lambda message: print(f"[benchmark] {message}", file=sys.stderr, flush=True))
     result = run_benchmark(config, progress)
     if args.pipeline:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import os
 import platform
@@ -25,6 +26,7 @@ from typing import Any
 
 from edge_sdk.cpu import INT8_KERNEL_CLASSES, describe_cpu
 from edge_sdk.errors import EdgeSdkError
+from edge_sdk.targets import TARGETS, Target
 
 STATUSES = ("ok", "info", "warn", "FAIL")
 MIN_PYTHON = (3, 10)
@@ -156,16 +158,8 @@ def check_cpu(setup: Setup) -> list[Finding]:
     ]
 
 
-def _backend_extras(name: str, module: Any) -> str:
-    if name == "onnxruntime":
-        return "providers: " + ", ".join(module.get_available_providers())
-    if name == "openvino":
-        return "devices: " + ", ".join(module.Core().available_devices)
-    return ""
-
-
 def check_backends(setup: Setup) -> list[Finding]:
-    from edge_sdk.backend import BACKENDS, backend_for
+    from edge_sdk.backend import BACKENDS, backend_class, backend_for
 
     try:
         from edge_sdk.model.face_model import resolve_model
@@ -185,11 +179,43 @@ def check_backends(setup: Setup) -> list[Finding]:
             continue
         version = getattr(module, "__version__", "")
         try:
-            extras = _backend_extras(name, module)
+            extras = backend_class(name).runtime_details()
         except Exception as exc:
             extras = f"device query failed: {exc}"
         detail = f"{entry.requires} {version}".strip() + (f"; {extras}" if extras else "")
         findings.append(Finding(f"backend {name}", "ok", detail, required=required))
+    return findings
+
+
+def _ran_on(target: Target) -> str:
+    """Where this machine would run ``target``'s artifact: its best available provider, else the CPU."""
+    if target.providers:
+        try:
+            import onnxruntime as ort
+
+            available = set(ort.get_available_providers())
+            return next((p for p in target.providers if p in available), "CPUExecutionProvider")
+        except ImportError:
+            pass
+    return "CPU"
+
+
+def check_targets(setup: Setup) -> list[Finding]:
+    """One line per row of the target table: can this machine run its artifacts, and is it that device?"""
+    from edge_sdk.bench.machine import collect_machine_info, device_verdict
+
+    machine = collect_machine_info()
+    findings = []
+    for target in TARGETS.values():
+        fmt = target.format
+        runs = importlib.util.find_spec(fmt.requires) is not None
+        verdict = device_verdict(target.name, machine, _ran_on(target))
+        detail = (
+            f"{fmt.name} artifacts on {fmt.backend} ("
+            + ("installed" if runs else f"not installed: {fmt.install_hint}")
+            + f"); {verdict.reason}"
+        )
+        findings.append(Finding(f"target {target.name}", "info", detail))
     return findings
 
 
@@ -314,6 +340,7 @@ CHECKS: tuple[Callable[[Setup], list[Finding]], ...] = (
     check_python,
     check_cpu,
     check_backends,
+    check_targets,
     check_model,
     check_registry,
     check_detector,
@@ -352,11 +379,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def setup_from_args(args: argparse.Namespace) -> Setup:
-    from edge_sdk.pipeline.config import build_config, load_toml
+    from edge_sdk.cli.flags import flags_given
+    from edge_sdk.pipeline.config import OPTIONS, load_config
 
-    file_values = load_toml(args.config) if args.config else {}
-    overrides = {"model": args.model, "backend": args.backend, "source": args.source, "log_dir": args.log_dir}
-    config = build_config(file_values, overrides)
+    config = load_config(args.config, flags_given(args, OPTIONS))  # --model/--backend/--source/--log-dir
     return Setup(
         model=config.model,
         backend=config.backend,

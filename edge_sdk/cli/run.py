@@ -6,72 +6,55 @@ import argparse
 import json
 import signal
 import sys
+from functools import partial
 from typing import Any
 
 from edge_sdk.assembly import build_pipeline
+from edge_sdk.cli.flags import add_setting, flags_given
 from edge_sdk.face.detect import DETECTOR_KINDS
 from edge_sdk.face.select import FACE_POLICIES
-from edge_sdk.pipeline.config import LOG_FORMATS, build_config, load_toml
+from edge_sdk.pipeline.config import LOG_FORMATS, OPTIONS, RunConfig, load_config
 from edge_sdk.pipeline.runner import RunSummary
-
-# argparse dest -> config key (flags override the --config file).
-FLAG_KEYS = {
-    "model": "model",
-    "backend": "backend",
-    "threads": "threads",
-    "source": "source",
-    "max_fps": "max_fps",
-    "max_frames": "max_frames",
-    "faces": "faces",
-    "log_dir": "log_dir",
-    "status_every": "status_every_s",
-    "preview": "preview",
-    "print_frames": "print_frames",
-    "detector": "detector.kind",
-    "detector_model": "detector.model",
-    "detect_scale": "detector.scale",
-    "detect_every": "detector.interval",
-    "log_format": "log.format",
-    "key_file": "log.key_file",
-    "key_command": "log.key_command",
-    "patient_id": "log.patient_id",
-    "device_id": "log.device_id",
-}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", help="'demo', a model artifact, or a pulled model name (default: demo)")
-    parser.add_argument("--source", help="0 | /dev/video0 | picamera2 | rtsp://... | file.mp4 | images/")
+    """The run flags; each settings flag's dest is its config key, so flags override the ``--config`` file."""
+    setting = partial(add_setting, parser)
+    setting("--model", "model", help="'demo', a model artifact, or a pulled model name (default: demo)")
+    setting("--source", "source", help="0 | /dev/video0 | picamera2 | rtsp://... | file.mp4 | images/")
     parser.add_argument("--config", help="edge-sdk.toml with defaults (flags override it)")
-    parser.add_argument("--max-fps", type=float, help="cap processed frames/s to save power")
-    parser.add_argument("--max-frames", type=int, help="stop after N frames")
-    parser.add_argument("--faces", choices=FACE_POLICIES, help="largest face (default: the patient) or all")
-    parser.add_argument("--log-dir", help="keep the private result log here (encrypted; see `edge-sdk log`)")
-    parser.add_argument("--log-format", choices=LOG_FORMATS, help="encrypted (default) or jsonl (bench tests only)")
-    parser.add_argument("--key-file", help="log key ring (created 0600 on first use; default ~/.config/edge-sdk)")
-    parser.add_argument("--key-command", help="command that prints the log key ring")
-    parser.add_argument("--patient-id", help="patient id, stored only as a keyed pseudonym")
-    parser.add_argument("--device-id", help="device id, stored only as a keyed pseudonym")
-    parser.add_argument("--detector", choices=DETECTOR_KINDS, help="face detector (default auto: YuNet, else Haar)")
-    parser.add_argument("--detector-model", help="path to a YuNet .onnx (e.g. yunet_s_640_640.onnx)")
-    parser.add_argument("--detect-scale", type=float, help="detect on the frame resized by this factor (default 0.5)")
-    parser.add_argument("--detect-every", type=int, help="run the detector every N frames, reuse faces between")
-    parser.add_argument("--backend", help="force an inference backend (onnxruntime, litert, openvino)")
-    parser.add_argument("--threads", type=int, help="inference threads")
-    parser.add_argument("--status-every", type=float, help="seconds between status lines (0 = off; default 5)")
-    parser.add_argument("--print-frames", action="store_true", default=None, help="one stdout line per frame")
+    setting("--max-fps", "max_fps", type=float, help="cap processed frames/s to save power")
+    setting("--max-frames", "max_frames", type=int, help="stop after N frames")
+    setting("--faces", "faces", choices=FACE_POLICIES, help="largest face (default: the patient) or all")
+    setting("--log-dir", "log_dir", help="keep the private result log here (encrypted; see `edge-sdk log`)")
+    setting("--log-format", "log.format", choices=LOG_FORMATS, help="encrypted (default) or jsonl (bench tests only)")
+    setting("--key-file", "log.key_file", help="log key ring (created 0600 on first use; default ~/.config/edge-sdk)")
+    setting("--key-command", "log.key_command", help="command that prints the log key ring")
+    setting("--patient-id", "log.patient_id", help="patient id, stored only as a keyed pseudonym")
+    setting("--device-id", "log.device_id", help="device id, stored only as a keyed pseudonym")
+    setting(
+        "--detector", "detector.kind", choices=DETECTOR_KINDS, help="face detector (default auto: YuNet, else Haar)"
+    )
+    setting("--detector-model", "detector.model", help="path to a YuNet .onnx (e.g. yunet_s_640_640.onnx)")
+    setting(
+        "--detect-scale", "detector.scale", type=float, help="detect on the frame resized by this factor (default 0.5)"
+    )
+    setting(
+        "--detect-every", "detector.interval", type=int, help="run the detector every N frames, reuse faces between"
+    )
+    setting("--backend", "backend", help="force an inference backend (onnxruntime, litert, openvino)")
+    setting("--threads", "threads", type=int, help="inference threads")
+    setting("--status-every", "status_every_s", type=float, help="seconds between status lines (0 = off; default 5)")
+    setting("--print-frames", "print_frames", action="store_true", help="one stdout line per frame")
     display = parser.add_mutually_exclusive_group()
-    display.add_argument("--preview", action="store_true", default=None, help="overlay window for bench tests")
-    display.add_argument("--display-none", action="store_true", help="no window (the default)")
+    add_setting(display, "--preview", "preview", action="store_true", help="overlay window for bench tests")
+    add_setting(display, "--display-none", "preview", action="store_false", help="no window (the default)")
     parser.add_argument("--json", action="store_true", help="print the final summary as JSON")
 
 
-def config_from_args(args: argparse.Namespace) -> Any:
-    file_values = load_toml(args.config) if args.config else {}
-    overrides = {key: getattr(args, dest, None) for dest, key in FLAG_KEYS.items()}
-    if args.display_none:
-        overrides["preview"] = False
-    return build_config(file_values, overrides)
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """Defaults < the ``--config`` file < the flags given."""
+    return load_config(args.config, flags_given(args, OPTIONS))
 
 
 def print_summary(summary: RunSummary, as_json: bool) -> None:

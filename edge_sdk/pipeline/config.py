@@ -2,13 +2,16 @@
 
 Every key is declared once in :data:`OPTIONS` with its type and allowed range; unknown keys and bad values
 are rejected with the key named. The file is flat keys plus ``[capture]``, ``[detector]``, ``[pain]``, ``[log]``.
+A key is the :class:`RunConfig` field it sets (``section.field`` for a section), except where the file is
+written in a friendlier unit than the field: ``log.quota_mb`` (MiB) fills ``LogSettings.quota_bytes``, the
+one conversion, made here. Command-line flags name the same keys (:mod:`edge_sdk.cli.flags`).
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +28,17 @@ else:  # pragma: no cover - 3.10
 
 @dataclass(frozen=True)
 class Option:
-    """One config key: accepted Python types and an optional check returning a problem or None."""
+    """One config key: accepted Python types and an optional check returning a problem or None.
+
+    ``field_name``/``convert``: for a key written in another unit than its dataclass field, the field it
+    fills and the conversion into that field's unit (MiB -> bytes).
+    """
 
     types: tuple[type, ...]
     check: Callable[[Any], str | None] | None = None
     help: str = ""
+    field_name: str | None = None
+    convert: Callable[[Any], Any] | None = None
 
 
 def _positive(v: Any) -> str | None:
@@ -46,6 +55,13 @@ def _choice(choices: tuple[str, ...]) -> Callable[[Any], str | None]:
 
 def _between(low: float, high: float) -> Callable[[Any], str | None]:
     return lambda v: None if low <= v <= high else f"expected a number in [{low:g}, {high:g}]"
+
+
+MIB = 1024 * 1024
+
+
+def _mib_to_bytes(mib: float) -> int:
+    return int(mib * MIB)
 
 
 NUM = (int, float)
@@ -89,12 +105,20 @@ OPTIONS: dict[str, Option] = {
     "log.patient_id": Option((str,), help="stored only as a keyed HMAC pseudonym"),
     "log.device_id": Option((str,), help="stored only as a keyed HMAC pseudonym"),
     "log.retention_days": Option(NUM, _positive, "purge records older than this"),
-    "log.quota_mb": Option(NUM, _positive, "purge oldest records beyond this database size"),
+    "log.quota_mb": Option(
+        NUM,
+        _positive,
+        "purge oldest records beyond this database size, in MiB",
+        field_name="quota_bytes",
+        convert=_mib_to_bytes,
+    ),
 }
 
 
 @dataclass(frozen=True)
 class CaptureSettings:
+    """``[capture]``: camera size, reconnect back-off (seconds) and the decode-ahead queue of file sources."""
+
     width: int | None = None
     height: int | None = None
     preview_width: int | None = None
@@ -106,6 +130,8 @@ class CaptureSettings:
 
 @dataclass(frozen=True)
 class DetectorSettings:
+    """``[detector]``: which face detector, on what frame scale, how often."""
+
     kind: str = "auto"
     model: str | None = None
     score_threshold: float = 0.6
@@ -115,17 +141,27 @@ class DetectorSettings:
 
 @dataclass(frozen=True)
 class LogSettings:
+    """``[log]``: the private result log; what ``EncryptedLogSink.open`` takes.
+
+    The key ring comes from ``key_command``, else ``key_file``, else ``$EDGE_SDK_LOG_KEY`` or the default key
+    file. Patient and device ids are stored only as keyed pseudonyms. Rows older than ``retention_days`` and
+    the oldest rows beyond ``quota_bytes`` of database pages are purged; ``None`` turns that purge off (the
+    TOML file writes the quota as ``quota_mb``, in MiB).
+    """
+
     format: str = "encrypted"
     key_file: str | None = None
     key_command: str | None = None
     patient_id: str | None = None
     device_id: str | None = None
-    retention_days: float = 30.0
-    quota_mb: float = 512.0
+    retention_days: float | None = 30.0
+    quota_bytes: int | None = 512 * MIB
 
 
 @dataclass(frozen=True)
 class RunConfig:
+    """Everything ``edge-sdk run`` (and :func:`edge_sdk.build_pipeline`) needs; see the module docstring."""
+
     model: str = "demo"
     backend: str | None = None
     threads: int | None = None
@@ -198,10 +234,15 @@ def build_config(file_values: Mapping[str, Any] | None = None, overrides: Mappin
     merged = dict(file_values or {})
     merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
     validate(merged, "configuration")
-    top = {k: v for k, v in merged.items() if "." not in k}
-    sections = {}
-    for name, cls in SECTIONS.items():
-        values = {k.split(".", 1)[1]: v for k, v in merged.items() if k.startswith(name + ".")}
-        defaults = {f.name: getattr(cls(), f.name) for f in fields(cls)}
-        sections[name] = cls(**{**defaults, **values})
-    return RunConfig(**top, **sections)
+    values: dict[str, dict[str, Any]] = {"": {}, **{name: {} for name in SECTIONS}}
+    for key, value in merged.items():
+        option = OPTIONS[key]
+        section, _, name = key.rpartition(".")
+        values[section][option.field_name or name] = option.convert(value) if option.convert else value
+    top = values.pop("")
+    return RunConfig(**top, **{name: cls(**values[name]) for name, cls in SECTIONS.items()})
+
+
+def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> RunConfig:
+    """:func:`build_config` from the TOML file at ``path`` (none: defaults only) and ``overrides``."""
+    return build_config(load_toml(path) if path else {}, overrides)

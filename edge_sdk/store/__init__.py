@@ -8,7 +8,7 @@ export), ``summary`` (hourly summary, PNG timeline).
 
 from edge_sdk.store.keys import KeyRing, KeySource, LogKeyError
 from edge_sdk.store.sink import EncryptedLogSink, PseudonymousIds
-from edge_sdk.store.writer import CommitReport, WriterHealth
+from edge_sdk.store.writer import CommitReport, LogTuning, WriterHealth
 
 __all__ = [
     "CommitReport",
@@ -16,6 +16,7 @@ __all__ = [
     "KeyRing",
     "KeySource",
     "LogKeyError",
+    "LogTuning",
     "PseudonymousIds",
     "WriterHealth",
 ]

@@ -2,7 +2,9 @@
 
 Usage::
 
-    sink = EncryptedLogSink.open("/var/lib/edge-sdk/log", KeySource(), patient_id="bed-12", device_id="pi-7")
+    from edge_sdk.pipeline.config import LogSettings
+
+    sink = EncryptedLogSink.open("/var/lib/edge-sdk/log", LogSettings(patient_id="bed-12", device_id="pi-7"))
     sink.write(frame_result.to_record())              # kind="frame"
     sink.write({"alert": "pain", "pspi": 6.0}, kind="alert")
     sink.close()
@@ -10,6 +12,9 @@ Usage::
 ``write`` validates the record (results only: see :mod:`edge_sdk.store.records`), wraps it with its exact
 time and the patient/device pseudonyms, and hands it to the background :class:`LogWriter`; it never
 blocks on the disk. Raw ids are turned into keyed HMAC pseudonyms here and never stored.
+
+:class:`~edge_sdk.pipeline.config.LogSettings` is the ``[log]`` section of ``edge-sdk run``'s config (key,
+ids, retention, quota in bytes); :class:`~edge_sdk.store.writer.LogTuning` the writer's engineering knobs.
 """
 
 from __future__ import annotations
@@ -20,15 +25,17 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge_sdk.store.db import LogDatabase, PendingRow
 from edge_sdk.store.keys import KeyRing, KeySource
 from edge_sdk.store.records import check_kind, envelope, normalise_record
-from edge_sdk.store.writer import CommitReport, LogWriter, WriterHealth
+from edge_sdk.store.writer import DEFAULT_TUNING, CommitReport, LogTuning, LogWriter, WriterHealth
 from edge_sdk.version import __version__
 
-DEFAULT_QUOTA_BYTES = 512 * 1024 * 1024
-DEFAULT_RETENTION_DAYS = 30.0
+if TYPE_CHECKING:  # importing edge_sdk.pipeline loads OpenCV; log readers import this module without it
+    from edge_sdk.pipeline.config import LogSettings
+
 _PLAUSIBLE_WALL_TIME = 946_684_800.0  # 2000-01-01; smaller timestamps are monotonic clock readings
 
 
@@ -63,44 +70,27 @@ class EncryptedLogSink:
     def open(
         cls,
         log_dir: Path | str,
-        key_source: KeySource | None = None,
+        settings: LogSettings,
+        tuning: LogTuning = DEFAULT_TUNING,
         *,
-        patient_id: str | None = None,
         session_id: str | None = None,
-        device_id: str | None = None,
-        retention_days: float | None = DEFAULT_RETENTION_DAYS,
-        quota_bytes: int | None = DEFAULT_QUOTA_BYTES,
-        hard_limit_bytes: int | None = None,
-        batch_size: int = 64,
-        flush_interval: float = 1.0,
-        queue_limit: int = 2048,
-        maintenance_interval: float = 60.0,
-        retry_interval: float = 1.0,
         on_commit: Callable[[CommitReport], None] | None = None,
         on_problem: Callable[[str], None] | None = None,
     ) -> EncryptedLogSink:
         """Open (or create) the log. The key is loaded first: without one nothing is created or written.
 
-        ``key_source`` defaults to ``$EDGE_SDK_LOG_KEY`` or the default key file, created 0600 on first
-        use. ``hard_limit_bytes`` caps the database file itself (writes beyond it fail like a full disk
-        and are retried after the quota purge); ``quota_bytes`` is the soft cap that purges oldest rows.
+        The key ring comes from ``settings.key_command``, else ``settings.key_file`` (created 0600 on first
+        use), else ``$EDGE_SDK_LOG_KEY`` or the default key file. ``settings.format`` is not read: this sink
+        is the encrypted format. ``session_id`` (default: random) names this session's pseudonym.
         """
-        ring = (key_source or KeySource()).load(create=True)
-        db = LogDatabase.open(log_dir, ring, create=True, hard_limit_bytes=hard_limit_bytes)
+        key_file = Path(settings.key_file) if settings.key_file else None
+        ring = KeySource(key_file=key_file, key_command=settings.key_command).load(create=True)
+        db = LogDatabase.open(log_dir, ring, create=True, hard_limit_bytes=tuning.hard_limit_bytes)
         db.register_active_key()
-        writer = LogWriter(
-            db,
-            batch_size=batch_size,
-            flush_interval=flush_interval,
-            queue_limit=queue_limit,
-            retention_days=retention_days,
-            quota_bytes=quota_bytes,
-            maintenance_interval=maintenance_interval,
-            retry_interval=retry_interval,
-            on_commit=on_commit,
-            on_problem=on_problem,
+        writer = LogWriter(db, settings, tuning, on_commit=on_commit, on_problem=on_problem)
+        ids = PseudonymousIds.derive(
+            ring, session_id=session_id, patient_id=settings.patient_id, device_id=settings.device_id
         )
-        ids = PseudonymousIds.derive(ring, session_id=session_id, patient_id=patient_id, device_id=device_id)
         return cls(writer, ids)
 
     def write(self, record: Mapping[str, object], kind: str = "frame", timestamp: float | None = None) -> int | None:

@@ -14,6 +14,9 @@
   ``retry_interval`` seconds. Rows already committed are never touched by a failure.
 * Retention (rows older than ``retention_days``) and quota (``quota_bytes`` of database pages) purges
   run every ``maintenance_interval`` seconds on the writer thread.
+
+What to keep (retention, quota) is the user's :class:`~edge_sdk.pipeline.config.LogSettings`; how to batch,
+bound and pace the work is :class:`LogTuning`, whose defaults suit a device.
 """
 
 from __future__ import annotations
@@ -25,11 +28,37 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from edge_sdk.store.db import AUDIT_SESSION, LogDatabase, PendingRow, is_disk_full
 from edge_sdk.store.records import envelope
 
+if TYPE_CHECKING:  # importing edge_sdk.pipeline loads OpenCV; log readers import this module without it
+    from edge_sdk.pipeline.config import LogSettings
+
 _log = logging.getLogger("edge_sdk.store")
+
+
+@dataclass(frozen=True)
+class LogTuning:
+    """How the private log batches, bounds and paces its work (engineering knobs, not user configuration).
+
+    ``batch_size`` rows or ``flush_interval`` seconds make a commit; ``queue_limit`` rows may wait before
+    frames are dropped; purges run every ``maintenance_interval`` seconds; a failed commit is retried every
+    ``retry_interval`` seconds. ``hard_limit_bytes`` caps the database file itself (SQLite
+    ``max_page_count``, set by :meth:`EncryptedLogSink.open <edge_sdk.store.sink.EncryptedLogSink.open>`):
+    writes beyond it fail like a full disk and are retried after the quota purge.
+    """
+
+    batch_size: int = 64
+    flush_interval: float = 1.0
+    queue_limit: int = 2048
+    maintenance_interval: float = 60.0
+    retry_interval: float = 1.0
+    hard_limit_bytes: int | None = None
+
+
+DEFAULT_TUNING = LogTuning()
 
 
 @dataclass(frozen=True)
@@ -65,25 +94,21 @@ class LogWriter:
     def __init__(
         self,
         db: LogDatabase,
+        settings: LogSettings,
+        tuning: LogTuning = DEFAULT_TUNING,
         *,
-        batch_size: int = 64,
-        flush_interval: float = 1.0,
-        queue_limit: int = 2048,
-        retention_days: float | None = 30.0,
-        quota_bytes: int | None = None,
-        maintenance_interval: float = 60.0,
-        retry_interval: float = 1.0,
         on_commit: Callable[[CommitReport], None] | None = None,
         on_problem: Callable[[str], None] | None = None,
     ) -> None:
+        """Start the writer thread on ``db``: ``settings`` says what to keep (retention, quota in bytes)."""
         self.db = db
-        self.batch_size = max(1, batch_size)
-        self.flush_interval = flush_interval
-        self.queue_limit = max(1, queue_limit)
-        self.retention_days = retention_days
-        self.quota_bytes = quota_bytes
-        self.maintenance_interval = maintenance_interval
-        self.retry_interval = retry_interval
+        self.batch_size = max(1, tuning.batch_size)
+        self.flush_interval = tuning.flush_interval
+        self.queue_limit = max(1, tuning.queue_limit)
+        self.retention_days = settings.retention_days
+        self.quota_bytes = settings.quota_bytes
+        self.maintenance_interval = tuning.maintenance_interval
+        self.retry_interval = tuning.retry_interval
         self.on_commit = on_commit
         self.on_problem = on_problem
         self._cond = threading.Condition()
