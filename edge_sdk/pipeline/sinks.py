@@ -10,6 +10,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
@@ -20,6 +21,23 @@ class Sink(Protocol):
     def flush(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class SinkHealth:
+    """What a sink says about itself; the runner polls it (``sink_health``) and turns faults into the
+    ``fault`` state and ``log_fault`` events. A sink without a ``health()`` method is always healthy."""
+
+    ok: bool = True
+    problem: str = ""  # the current fault in words ('' when ok), e.g. "disk full: 1,204 rows held in memory"
+    dropped: int = 0  # rows dropped so far (counted in an event, never silently)
+    pending: int = 0  # rows accepted but not yet on disk
+
+
+def sink_health(sink: object) -> SinkHealth:
+    """``sink.health()`` when the sink has one (it must not block), else healthy."""
+    health = getattr(sink, "health", None)
+    return health() if callable(health) else SinkHealth()
 
 
 class JsonLinesSink:
