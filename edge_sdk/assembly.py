@@ -40,7 +40,12 @@ def load_model(name: str, backend: str | None, threads: int | None, log: TextIO)
 
 
 def open_log_sink(config: RunConfig, log: TextIO) -> Sink:
-    """The result log in ``config.log_dir``: the encrypted private log, or JSON lines when asked for."""
+    """The result log in ``config.log_dir``: the encrypted private log, or JSON lines when asked for.
+
+    A log dir that cannot be written (permissions, read-only) is an :class:`InputError` naming it. A full
+    disk is not: the encrypted log starts *unavailable* (its ``health()`` says so), the monitor runs, and
+    the rows it holds in memory are written once there is space.
+    """
     assert config.log_dir is not None
     settings = config.log
     if settings.format == "jsonl":
@@ -48,7 +53,16 @@ def open_log_sink(config: RunConfig, log: TextIO) -> Sink:
         print(f"result log: {path} (plain JSON lines: for bench tests, not patients)", file=log, flush=True)
         return JsonLinesSink(path)
     sink = EncryptedLogSink.open(config.log_dir, settings)
-    print(f"result log: {config.log_dir} (encrypted, pseudonymous, hash-chained)", file=log, flush=True)
+    health = sink.health()
+    if health.ok:
+        print(f"result log: {config.log_dir} (encrypted, pseudonymous, hash-chained)", file=log, flush=True)
+    else:
+        print(
+            f"result log: {config.log_dir} is UNAVAILABLE ({health.problem}): monitoring continues, results are "
+            "held in memory and written when the log can be opened",
+            file=log,
+            flush=True,
+        )
     return sink
 
 

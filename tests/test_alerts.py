@@ -138,3 +138,107 @@ def test_smoothed_spike_does_not_raise() -> None:
 def test_clear_threshold_above_threshold_is_rejected() -> None:
     with pytest.raises(InputError, match="clear_threshold"):
         PainSettings(threshold=3.0, clear_threshold=4.0)
+
+
+# ---- never "clear" without evidence; faults are states --------------------------------------------------
+def states(monitor: PainMonitor, values: list[float | None], start: float = 0.0) -> list[str]:
+    """The state shown after each value (one per STEP)."""
+    return [monitor.update(start + i * STEP, v).state.value for i, v in enumerate(values)]
+
+
+def test_unknown_until_the_first_score_then_no_face_never_clear() -> None:
+    monitor = PainMonitor(RAW)
+    assert monitor.state is PainState.UNKNOWN
+    assert states(monitor, [None] * 6) == ["unknown"] * 4 + ["no_face"] * 2  # lost after face_lost_after_s = 1.0
+    monitor = PainMonitor(RAW)
+    events = []
+    for i in range(5):
+        events += monitor.update(i * STEP, None).events
+    assert [(e.kind, e.previous, e.state) for e in events] == [("face_lost", "unknown", "no_face")]
+    assert PainMonitor(RAW).update(0.0, 1.0).state is PainState.CLEAR  # the first finite score of a face
+
+
+def test_one_nan_frame_does_not_poison_the_smoothing_and_pain_still_alerts() -> None:
+    settings = PainSettings(**{**RAW.__dict__, "smoothing": "ema", "window_s": 2.0})
+    monitor = PainMonitor(settings)
+    statuses = [monitor.update(i * STEP, v) for i, v in enumerate([float("nan")] + [10.0] * 40)]  # then 10 s of 10
+    events = [(e.timestamp, e.kind) for s in statuses for e in s.events]
+    assert events == [(0.0, "model_fault"), (0.25, "model_recovered"), (1.25, "alert_raised")]
+    assert statuses[0].pspi is None and statuses[0].score is None  # the bad frame is not scored: null, never 0
+    assert statuses[-1].score == pytest.approx(10.0) and statuses[-1].state is PainState.ALERT
+
+
+def test_bad_frames_enter_fault_after_the_window_once_per_episode_then_resume() -> None:
+    settings = PainSettings(**{**RAW.__dict__, "fault_after_s": 0.5})
+    monitor = PainMonitor(settings)
+    nan, inf = float("nan"), float("inf")
+    shown = states(monitor, [5.0] * 6 + [nan, inf, 40.0, -1.0, nan] + [5.0] * 2)
+    # alert at 1.0 s; bad from 1.5 s: 1.5, 1.75 hold the alert, fault from 2.0 (0.5 s); a good frame resumes it
+    assert shown == ["clear"] * 4 + ["alert"] * 2 + ["alert", "alert", "fault", "fault", "fault", "alert", "alert"]
+    monitor = PainMonitor(settings)
+    events = feed(monitor, [5.0] * 6 + [nan] * 5 + [5.0] + [nan] * 2)
+    # two episodes, one model_fault each (5 bad frames, then 2): recovered by the good frame between them
+    assert [kind for _, kind, _ in events] == ["alert_raised", "model_fault", "model_recovered", "model_fault"]
+
+
+def test_a_frame_without_a_face_does_not_end_a_fault_episode() -> None:
+    settings = PainSettings(**{**RAW.__dict__, "fault_after_s": 0.5, "face_lost_after_s": 5.0})
+    monitor = PainMonitor(settings)
+    shown = states(monitor, [2.0, float("nan"), None, None, float("nan"), None, 2.0])
+    assert shown == ["clear", "clear", "clear", "clear", "fault", "fault", "clear"]
+    assert monitor.update(2.0, None, fault="detect failed: error").events[0].kind == "model_fault"
+
+
+def test_model_fault_text_and_null_pain_in_the_record() -> None:
+    monitor = PainMonitor(PainSettings(**{**RAW.__dict__, "fault_after_s": 0.25}))
+    monitor.update(0.0, 3.0)
+    monitor.update(0.25, None, fault="bad model output: au_intensity: 13 non-finite value(s)")
+    record = monitor.update(0.5, None, fault="bad model output: au_intensity: 13 non-finite value(s)").to_record()
+    assert record["state"] == "fault" and record["pain_score"] is None and record["pspi"] is None
+    assert record["fault"] == "model: bad model output: au_intensity: 13 non-finite value(s)"
+
+
+def test_no_signal_then_unknown_until_a_face_is_scored_again() -> None:
+    monitor = PainMonitor(RAW)
+    feed(monitor, [5.0] * 6)
+    assert monitor.state is PainState.ALERT
+    monitor.signal_lost()
+    assert monitor.state is PainState.NO_SIGNAL
+    assert states(monitor, [None] * 5, start=10.0) == ["unknown"] * 4 + ["no_face"]  # counted from the return
+    assert monitor.update(12.0, 1.0).events[0].kind == "face_found"
+
+
+def test_a_log_fault_is_shown_over_clear_but_never_hides_an_alert() -> None:
+    monitor = PainMonitor(RAW)
+    monitor.update(0.0, 1.0)
+    monitor.log_fault("disk full: 12 rows held in memory")
+    status = monitor.update(0.25, 1.0)
+    assert status.state is PainState.FAULT and status.fault == "log: disk full: 12 rows held in memory"
+    events = feed(monitor, [5.0] * 6, start=0.5)  # the pain assessment goes on underneath
+    assert [kind for _, kind, _ in events] == ["alert_raised"]
+    assert monitor.state is PainState.ALERT
+    monitor.log_fault(None)
+    assert monitor.state is PainState.ALERT and monitor.fault is None
+
+
+def test_unavailable_pain_still_shows_faults_and_no_signal() -> None:
+    monitor = PainMonitor(PainSettings(fault_after_s=0.1), available=False)
+    assert monitor.update(0.0, None, fault="infer failed: boom").state is PainState.UNAVAILABLE
+    assert monitor.update(0.2, None, fault="infer failed: boom").state is PainState.FAULT
+    assert monitor.update(0.4, None, face=True).state is PainState.UNAVAILABLE
+    monitor.signal_lost()
+    assert monitor.state is PainState.NO_SIGNAL
+
+
+@pytest.mark.parametrize("key", ["frame_timeout_s", "fault_after_s"])
+@pytest.mark.parametrize("value", [0.0, -1.0, float("inf"), float("nan"), 3600.0])
+def test_signal_and_fault_timeouts_are_finite_and_sane(key: str, value: float) -> None:
+    with pytest.raises(InputError, match=f"pain.{key}"):
+        PainSettings(**{key: value})
+
+
+def test_the_fault_text_stays_one_short_line_for_the_log() -> None:
+    monitor = PainMonitor(PainSettings(fault_after_s=0.1))
+    monitor.log_fault("disk full " * 30)
+    status = monitor.update(0.0, None, fault="infer failed: " + "x" * 300)
+    assert status.fault is not None and status.fault.startswith("model: infer failed") and len(status.fault) <= 240

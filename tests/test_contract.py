@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,13 @@ import numpy as np
 import pytest
 
 from edge_sdk.backend import load_backend
+from edge_sdk.contract.card import InputSpec
 from edge_sdk.errors import ContractError
 from edge_sdk.model import ModelCard, load_card, sha256_file, sidecar_path
 from edge_sdk.model.face_model import FaceModel
+from export.artifacts import write_sidecar
 from tests.model_factory import HSEMOTION_LABELS, build_multitask_onnx, build_packed_onnx, multitask_card
+from tests.test_backends import int8_tflite  # noqa: F401 - a fixture (a tiny int8 .tflite with its card)
 
 REPO = Path(__file__).resolve().parents[1]
 HSEMOTION_CARD = REPO / "docs" / "cards" / "hsemotion_enet_b0_8_va_mtl.card.json"
@@ -55,6 +59,13 @@ def _pain_without_intensity(card: dict[str, Any]) -> None:
     card["heads"].append({"name": "pain", "kind": "pain", "labels": ["pspi"]})
 
 
+def _int8_input(scale: Any, zero_point: Any) -> Callable[[dict[str, Any]], None]:
+    def edit(card: dict[str, Any]) -> None:
+        card["input"].update(dtype="int8", scale=scale, zero_point=zero_point)
+
+    return edit
+
+
 BAD_CARDS = {
     "unknown contract_version": (_set(("contract_version",), "9.9"), "contract_version"),
     "head missing labels": (_drop(("heads", 2, "labels")), "heads[2] (expression).labels"),
@@ -67,6 +78,26 @@ BAD_CARDS = {
     "int8 input without quantization": (_set(("input", "dtype"), "int8"), "input.scale"),
     "columns not matching labels": (_set(("heads", 3, "columns"), [0, 3]), "heads[3] (valence_arousal).columns"),
     "synthetic_demo not a bool": (_set(("provenance", "synthetic_demo"), "yes"), "provenance.synthetic_demo"),
+    # Values that parse but would silently zero or distort the scores (issue #15 item 3).
+    "clamp reversed [5, 0]": (_set(("heads", 1, "clamp"), [5, 0]), "heads[1] (au_intensity).clamp"),
+    "clamp empty [2, 2]": (_set(("heads", 1, "clamp"), [2, 2]), "heads[1] (au_intensity).clamp"),
+    "clamp NaN": (_set(("heads", 1, "clamp"), [0.0, float("nan")]), "heads[1] (au_intensity).clamp"),
+    "clamp infinite": (_set(("heads", 1, "clamp"), [0.0, float("inf")]), "heads[1] (au_intensity).clamp"),
+    "clamp as strings": (_set(("heads", 1, "clamp"), ["0", "inf"]), "heads[1] (au_intensity).clamp"),
+    "negative std": (_set(("input", "std"), [0.2, -0.2, 0.2]), "input.std"),
+    "infinite std": (_set(("input", "std"), [0.2, float("inf"), 0.2]), "input.std"),
+    "mean outside [0, 1]": (_set(("input", "mean"), [0.5, 128.0, 0.5]), "input.mean"),
+    "mean NaN": (_set(("input", "mean"), [0.5, float("nan"), 0.5]), "input.mean"),
+    "input size zero": (_set(("input", "size"), [0, 64]), "input.size"),
+    "input size huge": (_set(("input", "size"), [64, 100000]), "input.size"),
+    "input size booleans": (_set(("input", "size"), [True, True]), "input.size"),
+    "int8 scale zero": (_int8_input(0.0, 0), "input.scale"),
+    "int8 scale NaN": (_int8_input(float("nan"), 0), "input.scale"),
+    "int8 scale a string": (_int8_input("0.1", 0), "input.scale"),
+    "int8 zero_point out of range": (_int8_input(0.02, 300), "input.zero_point"),
+    "columns starting below 0": (_set(("heads", 3, "columns"), [-2, 0]), "heads[3] (valence_arousal).columns"),
+    "provenance not an object": (_set(("provenance",), ["demo"]), "'provenance'"),
+    "export not an object": (_set(("export",), "fp32"), "'export'"),
 }
 
 
@@ -131,6 +162,46 @@ def test_sidecar_without_files(ir_artifact: Path) -> None:
     card_path.write_text(json.dumps(data))
     with pytest.raises(ContractError, match=r"model card field 'files': does not list 'm.xml'"):
         load_card(ir_artifact)
+
+
+def _copy_with_input(artifact: Path, folder: Path, **changes: Any) -> Path:
+    """A copy of ``artifact`` (with its .bin for an IR) whose sidecar card's ``input`` says ``changes``."""
+    folder.mkdir()
+    files = [artifact, *([artifact.with_suffix(".bin")] if artifact.suffix == ".xml" else [])]
+    copies = [Path(shutil.copy(f, folder / f.name)) for f in files]
+    data = load_card(artifact).to_dict()
+    data["input"].update(changes)
+    write_sidecar(ModelCard.from_dict(data), copies)
+    return copies[0]
+
+
+def _other_input(spec: InputSpec) -> dict[str, dict[str, Any]]:
+    """Card edits that disagree with a model whose real input is ``spec``: size, layout, dtype."""
+    dtype = {"dtype": "float32"} if spec.dtype != "float32" else {"dtype": "uint8", "scale": 0.02, "zero_point": 128}
+    return {
+        "input.size": {"size": [spec.height * 2, spec.width * 2]},
+        "input.layout": {"layout": "NHWC" if spec.layout == "NCHW" else "NCHW"},
+        "input.dtype": dtype,
+    }
+
+
+@pytest.mark.parametrize("field", ["input.size", "input.layout", "input.dtype"])
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino (onnx)", "openvino (IR)", "litert"])
+def test_card_input_disagreeing_with_the_model_fails_at_load(
+    runtime: str,
+    field: str,
+    tmp_path: Path,
+    ir_artifact: Path,
+    int8_tflite: tuple[Path, Any, Any],  # noqa: F811 - the fixture imported above
+) -> None:
+    """Every backend checks the card against the model's real input when it loads it, not at the first frame."""
+    prebuilt = {"openvino (IR)": ir_artifact, "litert": int8_tflite[0]}
+    artifact = prebuilt.get(runtime) or build_multitask_onnx(tmp_path / "m.onnx")
+    copy = _copy_with_input(artifact, tmp_path / "edited", **_other_input(load_card(artifact).input)[field])
+    with pytest.raises(ContractError) as err:
+        load_backend(copy, backend=runtime.split(" ")[0])
+    message = str(err.value)
+    assert message.startswith(f"{copy}: model card field '{field}': card says"), message
 
 
 def _hand_written_card(model: Path) -> dict[str, Any]:

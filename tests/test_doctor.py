@@ -168,3 +168,11 @@ def test_missing_model_is_blocking_and_crashing_check_is_reported(monkeypatch):
     monkeypatch.setattr("edge_sdk.cli.doctor.CHECKS", (broken,))
     (finding,) = diagnose(Setup())
     assert finding.status == "FAIL" and "boom" in finding.detail
+
+
+def test_camera_findings_never_show_stream_credentials() -> None:
+    from edge_sdk.cli.doctor import probe_opencv
+
+    finding = probe_opencv("rtsp://nurse:s3cret@127.0.0.1:9/live", timeout_s=20)
+    assert finding.status == "FAIL" and "rtsp://***@127.0.0.1:9/live" in finding.check
+    assert "s3cret" not in finding.check + finding.detail + finding.fix

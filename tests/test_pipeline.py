@@ -194,6 +194,9 @@ def test_run_flags_override_only_the_keys_they_name(tmp_path: Path) -> None:
         ("[detector]\nscale = 2.0\n", "key 'detector.scale'"),
         ("preview = 1\n", "key 'preview'"),
         ("max_fps = \n", "not valid TOML"),
+        ("[pain]\nframe_timeout_s = inf\n", "key 'pain.frame_timeout_s' = inf"),
+        ("[pain]\nframe_timeout_s = 0\n", "key 'pain.frame_timeout_s' = 0"),
+        ("[pain]\nfault_after_s = 1e9\n", "key 'pain.fault_after_s'"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, text: str, message: str) -> None:
@@ -231,3 +234,182 @@ def test_preview_without_gui_support_says_so_clearly() -> None:
     else:  # an OpenCV with a GUI backend (bench machine)
         window.close()
         assert cv2.getBuildInformation()
+
+
+# ---- never "clear" without evidence; every fault is loud ------------------------------------------------
+def test_a_video_that_starts_without_a_face_is_unknown_then_no_face_never_clear(tmp_path: Path) -> None:
+    cfg = config(face_file("no_face.mp4"), model=pain_model(), log_dir=str(tmp_path), max_frames=90)
+    summary, results, log = run(cfg)
+    shown = [r.pain.state.value for r in results]
+    assert "clear" not in shown and shown[0] == "unknown" and shown[-1] == "no_face"
+    assert shown == sorted(shown, key=["unknown", "no_face"].index)  # unknown, then no_face, nothing else
+    assert summary.final_state == "no_face"
+    (lost,) = [r for r in read_jsonl(tmp_path) if r.get("event") == "face_lost"]
+    assert lost["from"] == "unknown" and lost["last_face_at"] is None
+    assert "state: unknown -> no_face" in log
+
+
+def test_a_damaged_model_is_a_fault_never_clear_and_the_log_holds_no_pain_score(tmp_path: Path) -> None:
+    from tests.test_model_faults import flipped_demo
+
+    damaged = flipped_demo(tmp_path)
+    cfg = config(face_file("WolfgangLanger_Pexels.mp4"), model=str(damaged), log_dir=str(tmp_path), max_frames=60)
+    summary, results, log = run(cfg)
+    shown = [r.pain.state.value for r in results]
+    assert "clear" not in shown and "alert" not in shown and shown[-1] == "fault"
+    assert all(r.pain.pspi is None and r.pain.score is None for r in results)
+    assert summary.final_state == "fault" and "non-finite" in summary.faults["model"]
+    records = read_jsonl(tmp_path)
+    faults = [r for r in records if r.get("event") == "model_fault"]
+    assert len(faults) == 1 and "non-finite" in faults[0]["problem"]  # once per episode
+    frames = [r for r in records if r["kind"] == "frame"]
+    assert all(f["pain_score"] is None and f["pspi"] is None for f in frames)
+    scored = [f for f in frames if f["faces"]]
+    assert scored and all(face["fault"].startswith("bad model output") for f in scored for face in f["faces"])
+    assert scored[-1]["state"] == "fault" and scored[-1]["fault"].startswith("model: ")
+    assert "model: FAULT" in log and "state: unknown -> fault" in log
+    stopped = records[-1]
+    assert stopped["event"] == "run_stopped" and stopped["final_state"] == "fault" and stopped["faults"]["model"]
+
+
+def test_one_nan_frame_then_sustained_pain_still_alerts() -> None:
+    model = FaceModel(pain_model())
+    real_run = model.backend.run
+    calls = {"n": 0}
+
+    def one_nan_then_pain(batch: np.ndarray):
+        calls["n"] += 1
+        outputs = real_run(batch)
+        outputs["au_intensity"] = np.full_like(outputs["au_intensity"], np.nan if calls["n"] == 1 else 5.0)
+        return outputs
+
+    model.backend.run = one_nan_then_pain  # type: ignore[method-assign]
+    cfg = config(face_file("single_face.mp4"), **{"pain.raise_after_s": 1.0, "pain.smoothing": "ema"})
+    summary, results, log = run(cfg, model=model)
+    events = [e.kind for r in results for e in r.pain.events]
+    assert events[:3] == ["model_fault", "model_recovered", "alert_raised"]
+    assert summary.alerts_raised == 1 and results[-1].pain.state is PainState.ALERT
+    assert results[-1].pain.score == pytest.approx(16.0)  # the smoothing was never poisoned by the NaN
+    assert summary.faults["model"].startswith("bad model output: au_intensity")  # still a fault of the run
+
+
+def face_frame() -> np.ndarray:
+    import cv2
+
+    return cv2.imread(str(face_file("single_face.jpg")))
+
+
+def test_a_frozen_camera_becomes_no_signal_within_the_frame_timeout(tmp_path: Path) -> None:
+    camera = FakeCamera([face_frame()] * 4 + [("freeze", 2.5)], fail_opens=0)
+    cfg = config("0", model=pain_model(), log_dir=str(tmp_path), **{"pain.frame_timeout_s": 0.5})
+    log = io.StringIO()
+    results: list[FrameResult] = []
+    pipeline, capture = build_pipeline(
+        cfg, log=log, on_result=results.append, source=OpenCVSource("0", opener=camera.opener)
+    )
+    camera.on_exhausted = pipeline.stop
+    summary = pipeline.run(capture)
+    assert results and results[-1].pain.state is PainState.CLEAR  # the face was scored before the freeze
+    assert summary.final_state == "no_signal"
+    events = [r for r in read_jsonl(tmp_path) if r["kind"] == "event"]
+    lost = next(e for e in events if e["event"] == "source_lost")
+    assert "no new frame for 0.5 s" in lost["reason"]
+    assert 0.5 <= lost["timestamp"] - results[-1].timestamp < 1.5  # not the driver's 2.5 s (real cameras: 30 s)
+    assert "state: clear -> no_signal" in log.getvalue()
+
+
+def test_no_camera_at_all_ends_in_no_signal(tmp_path: Path) -> None:
+    import threading
+
+    camera = FakeCamera([], fail_opens=0)
+    camera.pending_failures = 10**6  # nothing ever opens: no camera plugged in
+    cfg = config("0", model=pain_model(), log_dir=str(tmp_path), **{"capture.reconnect_initial_s": 0.05})
+    pipeline, capture = build_pipeline(cfg, log=io.StringIO(), source=OpenCVSource("0", opener=camera.opener))
+    threading.Timer(1.0, pipeline.stop).start()
+    summary = pipeline.run(capture)
+    assert summary.frames == 0 and summary.final_state == "no_signal"
+    kinds = [r.get("event") for r in read_jsonl(tmp_path)]
+    assert kinds[:2] == ["run_started", "source_lost"] and kinds[-1] == "run_stopped"
+
+
+class FlakySink:
+    """A result sink whose own health goes bad after ``bad_after`` records and good again ``bad_for_s`` later
+    (the encrypted log's ``health()`` interface: never blocks)."""
+
+    def __init__(self, bad_after: int, bad_for_s: float) -> None:
+        self.records: list[tuple[str, dict]] = []
+        self.bad_after, self.bad_for_s = bad_after, bad_for_s
+        self.bad_since: float | None = None
+
+    def write(self, record, kind="frame", timestamp=None) -> None:
+        self.records.append((kind, dict(record)))
+        if len(self.records) == self.bad_after:
+            self.bad_since = time.monotonic()
+
+    def health(self):
+        from edge_sdk.pipeline.sinks import SinkHealth
+
+        bad = self.bad_since is not None and time.monotonic() - self.bad_since < self.bad_for_s
+        return SinkHealth(
+            ok=not bad, problem="disk full: 7 rows held in memory" if bad else "", dropped=3 if bad else 0
+        )
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_log_writer_fault_is_an_event_a_state_and_a_fault_of_the_run() -> None:
+    sink = FlakySink(bad_after=8, bad_for_s=2.0)  # health is polled every HEALTH_EVERY_S = 1 s
+    cfg = config(face_file("single_face.mp4"), model=pain_model(), max_fps=20.0)  # 72 frames: >= 3.6 s
+    summary, results, log = run(cfg, sinks=[sink])
+    events = [r for kind, r in sink.records if kind == "event"]
+    kinds = [e["event"] for e in events]
+    assert kinds.count("log_fault") == 1 and kinds.index("log_fault") < kinds.index("log_recovered")
+    fault = next(e for e in events if e["event"] == "log_fault")
+    assert fault["problem"] == "FlakySink: disk full: 7 rows held in memory" and fault["dropped"] == 3
+    shown = [r.pain.state.value for r in results]
+    assert "fault" in shown and "clear" in shown  # fault while it lasted, clear before and after
+    assert summary.faults["log"].startswith("FlakySink: disk full") and summary.final_state == "clear"
+    assert "log: FAULT: FlakySink: disk full" in log and "log: recovered" in log
+
+
+class BrokenSink:
+    """A sink whose every write fails, as a JSON-lines file on a full disk does."""
+
+    def write(self, record, kind="frame", timestamp=None) -> None:
+        raise OSError(28, "No space left on device")
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_sink_that_raises_never_stops_the_monitor_and_every_lost_row_is_counted() -> None:
+    cfg = config(face_file("single_face.mp4"), model=pain_model(), max_frames=12)
+    summary, results, log = run(cfg, sinks=[BrokenSink()])
+    assert summary.frames == len(results) == 12  # monitored to the end
+    assert "No space left on device" in summary.faults["log"] and summary.final_state == "fault"
+    assert summary.log_rows_dropped >= 12
+    assert "log: FAULT: BrokenSink write failed: OSError" in log
+
+
+def test_source_credentials_are_redacted_in_events_and_status_lines(tmp_path: Path) -> None:
+    camera = FakeCamera([face_frame()] * 3 + ["unplug"] + [face_frame()] * 2, fail_opens=1)
+    url = "rtsp://nurse:s3cret@10.1.2.3/bed12"
+    cfg = config(
+        url, model=pain_model(), log_dir=str(tmp_path), status_every_s=0.01, **{"capture.reconnect_initial_s": 0.01}
+    )
+    log = io.StringIO()
+    pipeline, capture = build_pipeline(cfg, log=log, source=OpenCVSource(url, opener=camera.opener))
+    camera.on_exhausted = pipeline.stop
+    pipeline.run(capture)
+    written = next(tmp_path.glob("*.jsonl")).read_text()
+    assert "s3cret" not in written and "s3cret" not in log.getvalue()
+    started = read_jsonl(tmp_path)[0]
+    assert started["event"] == "run_started" and started["source"] == "rtsp://***@10.1.2.3/bed12"
+    assert "source lost" in log.getvalue()

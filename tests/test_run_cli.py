@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from edge_sdk.face.detect import haar_cascade_path
@@ -37,6 +38,20 @@ def start(*args: str) -> subprocess.Popen[str]:
         text=True,
         cwd=REPO,
     )
+
+
+def sigterm_when(proc: subprocess.Popen[str], ready: Callable[[], bool], then_s: float) -> tuple[str, str]:
+    """Wait (up to 60 s) until ``ready()``, ``then_s`` more seconds, then SIGTERM; stdout and stderr."""
+    try:
+        deadline = time.monotonic() + 60
+        while not ready() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(then_s)
+        proc.send_signal(signal.SIGTERM)
+        return proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
 
 
 def run_args(source: Path, *extra: str) -> list[str]:
@@ -76,16 +91,8 @@ def test_sigterm_mid_run_exits_0_with_every_result_flushed_to_the_private_log(tm
         "--patient-id",
         "MRN-0042",
     )
-    try:
-        deadline = time.monotonic() + 30
-        while not (log_dir / "results.db").exists() and time.monotonic() < deadline:  # the log is open
-            time.sleep(0.1)
-        time.sleep(1.5)  # ~15 frames at 10 frames/s; the clip has 72
-        proc.send_signal(signal.SIGTERM)
-        stdout, stderr = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    # once the log is open, ~15 frames at 10 frames/s (the clip has 72)
+    stdout, stderr = sigterm_when(proc, (log_dir / "results.db").exists, 1.5)
     assert proc.returncode == 0, stderr
     assert "encrypted" in stderr
     records = read_private_log(log_dir, key_file)
@@ -171,3 +178,45 @@ def test_without_any_face_detector_predict_falls_back_loudly_and_run_refuses(tmp
     assert json.loads(result.stdout)[0]["faces"][0]["crop"] == "box"
     result = edge_sdk("run", "--model", pain_model(), "--source", str(face_file("single_face.mp4")), env=empty_cache)
     assert result.returncode == 2 and "models pull yunet" in result.stderr
+
+
+def test_a_damaged_model_makes_run_report_fault_never_clear_and_exit_1(tmp_path: Path) -> None:
+    from tests.test_model_faults import flipped_demo
+
+    damaged = flipped_demo(tmp_path)
+    args = run_args(face_file("WolfgangLanger_Pexels.mp4"), "--max-frames", "120", "--print-frames")
+    args[args.index("--model") + 1] = str(damaged)
+    log_dir, key_file = tmp_path / "log", tmp_path / "key.json"
+    result = edge_sdk(*args, "--log-dir", str(log_dir), "--key-file", str(key_file), timeout=180)
+    assert result.returncode == 1, result.stderr
+    records = read_private_log(log_dir, key_file)  # the private log holds no score, never a 0.0
+    frames_logged = [r for r in records if r["kind"] == "frame"]
+    assert len(frames_logged) == 120 and all(r["pain_score"] is None and r["pspi"] is None for r in frames_logged)
+    assert [r["event"] for r in records if r.get("event") in ("model_fault", "log_fault")] == ["model_fault"]
+    frames = [line for line in result.stdout.splitlines() if line.startswith("frame ")]
+    assert len(frames) == 120 and not any("state=clear" in line for line in frames)
+    assert "state=fault" in frames[-1] and "pspi=" not in frames[-1]
+    assert "final state fault" in result.stdout
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("edge-sdk run: exit 1: the monitor faulted") and "model fault: bad model output" in last
+    assert "Traceback" not in result.stderr
+
+
+def test_run_without_a_camera_ends_in_no_signal_exits_1_and_never_shows_the_password(tmp_path: Path) -> None:
+    url = "rtsp://nurse:s3cret@127.0.0.1:9/bed12"  # nothing listens on port 9: the stream never opens
+    log_dir = tmp_path / "log"
+    args = run_args(Path("placeholder"), "--log-dir", str(log_dir), "--log-format", "jsonl", "--status-every", "1")
+    args[args.index("--source") + 1] = url
+    proc = start(*args)
+
+    def logged() -> str:
+        return "".join(p.read_text() for p in log_dir.glob("*.jsonl"))
+
+    stdout, stderr = sigterm_when(proc, lambda: "source_lost" in logged(), 1.5)  # and a status line meanwhile
+    assert proc.returncode == 1, stderr
+    assert "final state no_signal" in stdout
+    assert stderr.strip().splitlines()[-1] == (
+        "edge-sdk run: exit 1: the run ended without a signal (no_signal): no frame from the source at all"
+    )
+    assert "s3cret" not in stdout + stderr + logged()
+    assert "rtsp://***@127.0.0.1:9/bed12" in logged() and "rtsp://***@127.0.0.1:9/bed12" in stderr

@@ -47,7 +47,7 @@ def test_retention_purges_old_rows_and_chain_still_verifies(tmp_path):
         sink.write({"i": i, "age": "new"}, timestamp=now - 1 * DAY + i)
     assert sink.flush(5)
     deadline = time.monotonic() + 5
-    while sink.health.purged == 0 and time.monotonic() < deadline:
+    while sink.writer_health().purged == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
     sink.close()
     db = open_db(log_dir, key_file)

@@ -68,8 +68,9 @@ service_user_and_files() {
     if [[ ! -e "$CONF_DIR/edge-sdk/log-key.json" ]]; then
         log "creating the log key $CONF_DIR/edge-sdk/log-key.json (back it up: without it the log is unreadable)"
         XDG_CONFIG_HOME="$CONF_DIR" "$PREFIX/venv/bin/edge-sdk" log init-key
-        chown root:"$SERVICE_USER" "$CONF_DIR/edge-sdk/log-key.json"
-        chmod 0640 "$CONF_DIR/edge-sdk/log-key.json"
+        # the service reads it and edge-sdk refuses a key that is not its own and 0600
+        chown "$SERVICE_USER":"$SERVICE_USER" "$CONF_DIR/edge-sdk/log-key.json"
+        chmod 0600 "$CONF_DIR/edge-sdk/log-key.json"
     fi
 }
 

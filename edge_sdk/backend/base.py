@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,33 @@ class Backend(ABC):
         """
         spec = self.card.input
         return prepare_input(batch, spec.layout, dtype, card_quant(spec) if quant is None else quant, str(self.path))
+
+
+def check_input(
+    spec: InputSpec, shape: Sequence[int | None], dtype: DTypeLike, source: str, model_kind: str = "model"
+) -> None:
+    """The model's real input must be what the card says, checked at load rather than at the first frame.
+
+    ``shape`` is the model's input shape, None for a dynamic axis (not checked; the batch axis never is);
+    ``dtype`` its element type. A 4-D input of the card's size in the other layout is an ``input.layout``
+    error, any other shape an ``input.size`` error; ``model_kind`` is what the message calls the model (".tflite").
+    """
+    dims = tuple(shape)
+    expected = spec.shape[1:]
+
+    def fits(wanted: tuple[int, ...]) -> bool:
+        return len(dims) == 4 and all(d is None or d == w for d, w in zip(dims[1:], wanted, strict=True))
+
+    if not fits(expected):
+        other = replace(spec, layout="NHWC" if spec.layout == "NCHW" else "NCHW")
+        field = "input.layout" if fits(other.shape[1:]) else "input.size"
+        shown = "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
+        card = f"{spec.layout} {list(expected)} (size {spec.height}x{spec.width})"
+        raise ContractError(field, f"card says {card}, the {model_kind} input is {shown}", source)
+    if np.dtype(dtype).name != spec.dtype:
+        raise ContractError(
+            "input.dtype", f"card says {spec.dtype}, the {model_kind} input is {np.dtype(dtype).name}", source
+        )
 
 
 def to_layout(batch: np.ndarray, layout: str) -> np.ndarray:

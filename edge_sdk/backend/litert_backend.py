@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_sdk.backend.base import Backend, BackendInfo, QuantParams, output_to_float
+from edge_sdk.backend.base import Backend, BackendInfo, QuantParams, check_input, output_to_float
 from edge_sdk.contract.card import ModelCard
 from edge_sdk.errors import ArtifactError, BackendUnavailableError, ContractError
 
@@ -82,18 +82,7 @@ class LiteRTBackend(Backend):
     def _check_input(self, source: str) -> None:
         """The interpreter's input must match the card's layout, size, dtype and quantization."""
         spec = self.card.input
-        shape = tuple(int(s) for s in self._input["shape"][1:])
-        expected = spec.shape[1:]
-        if shape != expected:
-            raise ContractError(
-                "input.layout",
-                f"card says {spec.layout} {list(expected)} (size {spec.height}x{spec.width}), "
-                f"the .tflite input is {list(shape)}",
-                source,
-            )
-        if self._input_dtype.name != spec.dtype:
-            problem = f"card says {spec.dtype}, the .tflite input is {self._input_dtype}"
-            raise ContractError("input.dtype", problem, source)
+        check_input(spec, [int(s) for s in self._input["shape"]], self._input_dtype, source, ".tflite")
         self._input_quant = tensor_quant(self._input)
         if not np.issubdtype(self._input_dtype, np.integer):
             return

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_sdk.backend.base import Backend, BackendInfo, dequantize, output_to_float
+from edge_sdk.backend.base import Backend, BackendInfo, check_input, dequantize, output_to_float
 from edge_sdk.contract.card import ModelCard
 from edge_sdk.errors import ArtifactError
 from edge_sdk.targets import Target
@@ -51,6 +51,11 @@ def open_session(
         ) from None
 
 
+def _dims(shape: Sequence[object]) -> tuple[int | None, ...]:
+    """An ONNX Runtime shape with symbolic/unknown axes as None."""
+    return tuple(d if isinstance(d, int) else None for d in shape)
+
+
 class OnnxRuntimeBackend(Backend):
     """Runs ``.onnx`` artifacts (FP32, or QDQ INT8) on ONNX Runtime."""
 
@@ -79,16 +84,21 @@ class OnnxRuntimeBackend(Backend):
         self._ort_version = ort.__version__
         self._threads = threads
         self.session = open_session(path, threads=threads, providers=providers)
-        inputs = self.session.get_inputs()
+        try:  # ONNX Runtime decodes names and symbolic dimensions only when asked: corrupt bytes surface here
+            inputs = self.session.get_inputs()
+            input_shape = tuple(_dims(inputs[0].shape)) if inputs else ()
+            outputs = {o.name: _dims(o.shape) for o in self.session.get_outputs()}
+        except UnicodeDecodeError as exc:
+            raise ArtifactError(
+                f"{path}: not a readable ONNX model (corrupt: a name in its graph is not UTF-8, {exc.reason})"
+            ) from None
         if len(inputs) != 1:
             raise ArtifactError(f"{path}: expected one image input, the model has {len(inputs)}")
         self._input = inputs[0]
         self._input_dtype = _ORT_TYPES.get(self._input.type)
         if self._input_dtype is None:
             raise ArtifactError(f"{path}: unsupported input type {self._input.type}")
-        outputs = {
-            o.name: tuple(d if isinstance(d, int) else None for d in o.shape) for o in self.session.get_outputs()
-        }
+        check_input(card.input, input_shape, self._input_dtype, str(path), ".onnx")
         card.check_outputs(outputs, str(path))
         self._output_names = list(card.output_tensors)
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from edge_sdk.backend.base import Backend, BackendInfo
+from edge_sdk.backend.base import Backend, BackendInfo, check_input
 from edge_sdk.contract.card import ModelCard
-from edge_sdk.errors import ArtifactError, InputError
-from edge_sdk.targets import Target
+from edge_sdk.errors import ArtifactError, BackendUnavailableError, InputError
+from edge_sdk.targets import FORMATS, Target
 
 DEVICES = ("CPU", "GPU", "NPU", "AUTO")
 
@@ -34,9 +34,7 @@ class OpenVINOBackend(Backend):
 
     @classmethod
     def runtime_details(cls) -> str:
-        import openvino as ov
-
-        return "devices: " + ", ".join(ov.Core().available_devices)
+        return "devices: " + ", ".join(_openvino().Core().available_devices)
 
     def __init__(
         self,
@@ -47,8 +45,7 @@ class OpenVINOBackend(Backend):
         precision_hint: str | None = None,
     ) -> None:
         super().__init__(path, card)
-        import openvino as ov
-
+        ov = _openvino()
         if device.split(":")[0].split(".")[0] not in DEVICES:
             raise InputError(f"OpenVINO device '{device}': expected one of {', '.join(DEVICES)}")
         self._version = ov.get_version()
@@ -64,6 +61,11 @@ class OpenVINOBackend(Backend):
             ) from None
         if len(model.inputs) != 1:
             raise ArtifactError(f"{path}: expected one image input, the model has {len(model.inputs)}")
+        port = model.inputs[0]
+        element_type = _OV_TYPES.get(port.get_element_type().get_type_name(), np.float32)
+        shape = port.get_partial_shape()
+        dims = [] if shape.rank.is_dynamic else [d.get_length() if d.is_static else None for d in shape]
+        check_input(card.input, dims if dims else [None] * 4, element_type, source, "OpenVINO model")
         outputs = {}
         for port in model.outputs:
             shape = tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
@@ -126,10 +128,21 @@ class OpenVINOBackend(Backend):
         return {name: np.array(result[port], dtype=np.float32, copy=True) for name, port in self._outputs}
 
 
+def _openvino() -> Any:  # the openvino module
+    """``import openvino``, or BackendUnavailableError saying what to install (it is not in the base install)."""
+    try:
+        import openvino
+    except ImportError as exc:
+        hint = FORMATS["openvino"].install_hint
+        raise BackendUnavailableError(
+            f"backend 'openvino' needs the openvino package ({exc}); install it with: {hint}"
+        ) from None
+    return openvino
+
+
 def _make_batch_dynamic(model) -> bool:  # model: openvino.Model
     """Make the batch axis dynamic so one request runs any batch size; False if the graph forbids it."""
-    import openvino as ov
-
+    ov = _openvino()
     port = model.inputs[0]
     shape = port.get_partial_shape()
     if shape.rank.is_dynamic or shape.rank.get_length() != 4:

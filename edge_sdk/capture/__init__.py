@@ -13,6 +13,7 @@ from edge_sdk.capture.base import EndOfStream, Frame, FrameSource, RawRead, Sour
 from edge_sdk.capture.folder_source import ImageFolderSource
 from edge_sdk.capture.opencv_source import OpenCVSource
 from edge_sdk.capture.stream import Capture, CaptureEvent, CaptureStats
+from edge_sdk.errors import InputError
 
 PICAMERA2_PREFIX = "picamera2"
 
@@ -32,7 +33,10 @@ def open_source(
     if spec == PICAMERA2_PREFIX or spec.startswith(PICAMERA2_PREFIX + ":"):
         from edge_sdk.capture.picamera2_source import Picamera2Source
 
-        camera_num = int(spec.split(":", 1)[1]) if ":" in spec else 0
+        number = spec.partition(":")[2] if ":" in spec else "0"
+        if not (number.isascii() and number.isdigit()):
+            raise InputError(f"--source {spec}: expected picamera2 or picamera2:N with N a camera number (0, 1, ...)")
+        camera_num = int(number)
         return Picamera2Source(
             lores_size=(width or 640, height or 480), main_size=main_size, camera_num=camera_num, **options
         )

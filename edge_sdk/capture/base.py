@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
+
+# ``scheme://user:password@host`` (also mistyped ``scheme:/``): a URL's user info, up to the last '@' before the path.
+_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*:/+)[^/\s]*@")
+
+
+def redact_url(text: str) -> str:
+    """``text`` with the credentials of every URL in it replaced: ``rtsp://user:pass@cam/1`` -> ``rtsp://***@cam/1``.
+
+    The one redaction for source names: :class:`FrameSource` names, capture events, status lines and the
+    ``run_started`` event all pass through it, so a camera password never reaches a log or a terminal.
+    """
+    return _URL_CREDENTIALS.sub(r"\1***@", text)
 
 
 @dataclass(frozen=True)
@@ -49,7 +62,7 @@ class SourceLost(Exception):
 
 
 class FrameSource(ABC):
-    """A camera, stream, file or folder.
+    """A camera, stream, file or folder. ``name`` is what gets printed and logged (URL credentials redacted).
 
     ``open`` may raise :class:`SourceLost` (live sources are then retried with backoff) or an
     :class:`~edge_sdk.errors.InputError` (a path that does not exist). ``read`` returns one
@@ -60,7 +73,7 @@ class FrameSource(ABC):
     live: bool = False
 
     def __init__(self, name: str) -> None:
-        self.name = name
+        self.name = redact_url(name)  # printed and logged; a source keeps its real address to itself
 
     @abstractmethod
     def open(self) -> None:

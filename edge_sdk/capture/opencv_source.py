@@ -39,7 +39,8 @@ class OpenCVSource(FrameSource):
         super().__init__(spec)
         self.target, self.live = classify_opencv_target(spec)
         if not self.live and not Path(spec).is_file():
-            raise InputError(f"--source {spec}: no such video file (and not a camera index, /dev path or stream URL)")
+            problem = "no such video file (and not a camera index, /dev path or stream URL)"
+            raise InputError(f"--source {self.name}: {problem}")
         self._size = (width, height)
         self._opener = opener or cv2.VideoCapture
         self._cap: Any = None

@@ -66,6 +66,7 @@ class Picamera2Source(FrameSource):
         self.camera_num = camera_num
         self._module = module
         self._cam: Any = None
+        self._picamera2()  # missing picamera2 is a setup error: say so now, not after the model has loaded
 
     def _picamera2(self) -> Any:
         if self._module is None:

@@ -3,24 +3,33 @@
 Each subcommand is a module with ``add_arguments(parser)`` and ``run(args) -> int``, listed in
 COMMANDS. Only the chosen subcommand's module is imported, so ``edge-sdk --help`` and the device
 commands never import workstation packages (torch, TensorFlow, NNCF) that ``export`` needs.
+
+Exit codes: a command's own (0 success), 2 with one ``error: ...`` line for bad input or a package that is
+not installed, 130 on Ctrl-C, 141 (128 + SIGPIPE, like other Unix tools) quietly when the reader of stdout
+went away (``edge-sdk log export ... | head -1``).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from edge_sdk.errors import EdgeSdkError
+from edge_sdk.targets import FORMATS
 from edge_sdk.version import __version__
 
 
 @dataclass(frozen=True)
 class Command:
+    """A subcommand: its module and help, and the extra that installs what it needs beyond the base install."""
+
     module: str
     help: str
+    extra: str | None = None
 
 
 COMMANDS: dict[str, Command] = {
@@ -32,7 +41,9 @@ COMMANDS: dict[str, Command] = {
     "doctor": Command("edge_sdk.cli.doctor", "check what this device has and what will run"),
     "benchmark": Command("edge_sdk.cli.benchmark", "latency/throughput of a target's artifacts on this device"),
     "export": Command(
-        "export.cli", "prune + quantize a model for jetson/rpi/openvino/cpu (workstation; needs edge-sdk[export])"
+        "export.cli",
+        "prune + quantize a model for jetson/rpi/openvino/cpu (workstation; needs edge-sdk[export])",
+        extra="export",
     ),
 }
 
@@ -51,12 +62,40 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
     return parser
 
 
+#: Exit status when stdout's reader went away: 128 + SIGPIPE, what a shell reports for a tool killed by it.
+EXIT_BROKEN_PIPE = 141
+#: Top-level packages of this project: a missing one is a broken install, not a missing extra.
+OWN_PACKAGES = ("edge_sdk", "export")
+
+
+def _missing_package(entry: Command, exc: ImportError) -> EdgeSdkError:
+    """The error for a package ``entry`` needs that is not installed, naming what to install: a backend's
+    runtime its format's extra, else the command's extra, else the package itself."""
+    top = (exc.name or "").split(".")[0]
+    runtime = next((f.install_hint for f in FORMATS.values() if f.requires == top), None)
+    if runtime:
+        hint = f"install it with: {runtime}"
+    elif entry.extra:
+        hint = f"install it with: pip install 'edge-sdk[{entry.extra}]'"
+    else:
+        hint = "install it, or reinstall edge-sdk with the extra that provides it (README, 'Extras')"
+    name = f"the '{top}' package" if top else "a package"
+    return EdgeSdkError(f"this command needs {name}, which is not installed ({exc}); {hint}")
+
+
 def _load(entry: Command):  # -> module with add_arguments/run
     try:
         return importlib.import_module(entry.module)
     except ImportError as exc:
-        hint = "pip install 'edge-sdk[export]'" if entry.module.startswith("export") else "reinstall edge-sdk"
-        raise EdgeSdkError(f"this command needs a package that is not installed ({exc}); {hint}") from None
+        raise _missing_package(entry, exc) from None
+
+
+def _reader_gone() -> int:
+    """stdout's reader closed the pipe: send what is still buffered nowhere, exit quietly."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush at exit must not fail again
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,10 +107,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 0
-        return int(_load(COMMANDS[args.command]).run(args) or 0)
+        try:
+            code = int(_load(COMMANDS[args.command]).run(args) or 0)
+        except ModuleNotFoundError as exc:  # a lazy import deep inside the command (export's torch, ...)
+            if (exc.name or "").split(".")[0] in OWN_PACKAGES:
+                raise  # a bug in this project, not a missing extra: keep the traceback
+            raise _missing_package(COMMANDS[args.command], exc) from None
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
+        return code
     except EdgeSdkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        return _reader_gone()
     except KeyboardInterrupt:
         return 130
 

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_sdk.capture.base import redact_url
 from edge_sdk.cpu import INT8_KERNEL_CLASSES, describe_cpu
 from edge_sdk.errors import EdgeSdkError
 from edge_sdk.targets import TARGETS, Target
@@ -116,8 +117,9 @@ def video_nodes(dev_dir: Path) -> list[int]:
 
 def probe_opencv(source: str, timeout_s: float) -> Finding:
     result = run_probe(OPENCV_PROBE, [source], timeout_s)
+    source = redact_url(source)  # what is printed: never the credentials in a stream URL
     if not result.ok:
-        return Finding(f"camera {source}", "FAIL", f"OpenCV probe failed: {result.error}")
+        return Finding(f"camera {source}", "FAIL", f"OpenCV probe failed: {redact_url(result.error)}")
     if not result.data["opened"]:
         return Finding(f"camera {source}", "FAIL", "OpenCV cannot open it")
     if result.data["shape"] is None:
@@ -219,14 +221,26 @@ def check_targets(setup: Setup) -> list[Finding]:
     return findings
 
 
+MODEL_OUTPUT_FIX = (
+    "the weights are damaged (bit rot, a bad copy or export) or the card does not fit the model: "
+    "restore or re-export it (compare its sha256 with the original)"
+)
+
+
 def check_model(setup: Setup) -> list[Finding]:
+    """The model loads, its card validates, and one forward pass on a rendered face gives finite outputs
+    inside the card's ranges."""
     from edge_sdk.model.face_model import FaceModel
+    from edge_sdk.model.self_test import forward_check
 
     try:
         model = FaceModel(setup.model, backend=setup.backend)
     except EdgeSdkError as exc:
         fix = "pull it (`edge-sdk models pull NAME`) or set `model` to a file with a card"
         return [Finding(f"model {setup.model}", "FAIL", str(exc), fix, required=True)]
+    problem = forward_check(model)
+    if problem is not None:
+        return [Finding(f"model {setup.model}", "FAIL", f"{model.path}: {problem}", MODEL_OUTPUT_FIX, required=True)]
     card = model.card
     heads = ", ".join(h.name for h in card.heads) + (", pspi" if card.has_pain else "")
     demo = "; SYNTHETIC DEMO weights (meaningless on real people)" if card.provenance.synthetic_demo else ""
@@ -283,7 +297,7 @@ def check_camera(setup: Setup) -> list[Finding]:
         return [Finding(finding.check, status, finding.detail, "" if status == "ok" else CAMERA_FIX, True)]
     if source is not None:
         if Path(source).is_dir():
-            return [Finding(f"source {source}", "ok", "image folder", required=True)]
+            return [Finding(f"source {redact_url(source)}", "ok", "image folder", required=True)]
         finding = probe_opencv(source, setup.camera_timeout_s)
         fix = "" if finding.status == "ok" else CAMERA_FIX
         return [Finding(finding.check, finding.status, finding.detail, fix, required=True)]
@@ -320,14 +334,26 @@ def check_storage(setup: Setup) -> list[Finding]:
         findings.append(Finding("log", "info", "no log_dir configured: results are not logged"))
         return findings
     log_dir = Path(setup.log_dir)
+    log_min_free, probe_bytes = 16 << 20, 64 << 10  # ~6 min of every-frame logging at 30 fps; a real write
+    space_fix = f"free space on the disk of {log_dir}: while it is full the log keeps results in memory only"
     try:
         log_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=log_dir, prefix=".doctor-"):
-            pass
-        findings.append(Finding("log dir", "ok", f"{log_dir} is writable", required=True))
+        with tempfile.NamedTemporaryFile(dir=log_dir, prefix=".doctor-") as probe:
+            probe.write(b"\0" * probe_bytes)
+            probe.flush()
+            os.fsync(probe.fileno())
+        free = _free(log_dir)
+        if free < log_min_free:
+            detail = f"{log_dir}: only {free / 2**20:.1f} MiB free, the log needs {log_min_free >> 20} MiB"
+            findings.append(Finding("log dir", "FAIL", detail, space_fix, True))
+        else:
+            findings.append(Finding("log dir", "ok", f"{log_dir} is writable", required=True))
     except OSError as exc:
-        fix = f"create it and give the service user write access (systemd: ReadWritePaths={log_dir})"
-        findings.append(Finding("log dir", "FAIL", f"{log_dir} is not writable ({exc.strerror})", fix, True))
+        if exc.errno in (28, 122):  # ENOSPC, EDQUOT
+            findings.append(Finding("log dir", "FAIL", f"{log_dir}: disk full ({exc.strerror})", space_fix, True))
+        else:
+            fix = f"create it and give the service user write access (systemd: ReadWritePaths={log_dir})"
+            findings.append(Finding("log dir", "FAIL", f"{log_dir} is not writable ({exc.strerror})", fix, True))
     try:
         ring = KeySource(key_file=Path(setup.key_file) if setup.key_file else None).load(create=False)
         findings.append(Finding("log key", "ok", f"present (active key id {ring.active})", required=True))

@@ -1,4 +1,9 @@
-"""``edge-sdk run``: the bedside/kiosk loop (capture, detect, infer, score pain, log) until stopped."""
+"""``edge-sdk run``: the bedside/kiosk loop (capture, detect, infer, score pain, log) until stopped.
+
+Exit codes: 0 the run ended normally; 1 the monitor faulted (a model/detector fault or a log fault at any
+time during the run) or it ended without a signal (``no_signal``: no camera, or the source gone or frozen at
+the end), with one line on stderr saying why; 2 bad input (config, flags, model, source), ``error: ...``.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,9 @@ from edge_sdk.face.detect import DETECTOR_KINDS
 from edge_sdk.face.select import FACE_POLICIES
 from edge_sdk.pipeline.config import LOG_FORMATS, OPTIONS, RunConfig, load_config
 from edge_sdk.pipeline.runner import RunSummary
+
+EXIT_OK = 0
+EXIT_FAULT = 1  # the monitor faulted or ended without a signal (exit 2, bad input, comes from edge_sdk.cli.main)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -75,6 +83,18 @@ def print_summary(summary: RunSummary, as_json: bool) -> None:
     )
 
 
+def fault_line(summary: RunSummary) -> str | None:
+    """Why this run must not pass as a normal one (exit 1), in one line; None when it may."""
+    if summary.faults:
+        kinds = "; ".join(f"{kind} fault: {problem}" for kind, problem in summary.faults.items())
+        dropped = f"; {summary.log_rows_dropped} result row(s) not logged" if summary.log_rows_dropped else ""
+        return f"the monitor faulted during this run (final state {summary.final_state}): {kinds}{dropped}"
+    if summary.final_state == "no_signal":
+        seen = "no frame from the source at all" if not summary.frames else "the source was lost or frozen at the end"
+        return f"the run ended without a signal (no_signal): {seen}"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     pipeline, capture = build_pipeline(config)
@@ -90,4 +110,8 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
     print_summary(summary, args.json)
     sys.stdout.flush()
-    return 0
+    reason = fault_line(summary)
+    if reason is None:
+        return EXIT_OK
+    print(f"edge-sdk run: exit {EXIT_FAULT}: {reason}", file=sys.stderr, flush=True)
+    return EXIT_FAULT

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from edge_sdk.contract.ranges import Range
 from edge_sdk.errors import ContractError
 
 CONTRACT_VERSION = "1.0"
@@ -30,6 +31,15 @@ LAYOUTS = ("NCHW", "NHWC")
 COLOR_ORDERS = ("RGB", "BGR")
 INPUT_DTYPES = ("float32", "float16", "int8", "uint8")
 PRECISIONS = ("fp32", "fp16", "int8")
+
+# The kinds of number a card holds, each one finite range (see edge_sdk.contract.ranges).
+INPUT_SIDE = Range(1, 4096, integer=True)  # input.size: pixels of a face crop side
+PIXEL_MEAN = Range(0, 1)  # input.mean: a mean of pixels scaled to [0, 1]
+PIXEL_STD = Range(0, 1, low_open=True)  # input.std: > 0, or the image would be flipped or blown up
+QUANT_SCALE = Range(0, 1000, low_open=True)  # input.scale of an int8/uint8 input
+ZERO_POINT = {"int8": Range(-128, 127, integer=True), "uint8": Range(0, 255, integer=True)}
+COLUMN = Range(0, 1 << 20, integer=True)  # heads[].columns: an index into an output's last axis
+OUTPUT_BOUND = Range(-1e6, 1e6)  # heads[].clamp: an output value
 
 # PSPI (Prkachin & Solomon Pain Intensity) = AU4 + max(AU6, AU7) + max(AU9, AU10) + AU43.
 PSPI_AUS = ("AU4", "AU6", "AU7", "AU9", "AU10", "AU43")
@@ -47,19 +57,36 @@ def _require(data: dict[str, Any], key: str, path: str, source: str | None) -> A
     return data[key]
 
 
+def _object(value: Any, field_name: str, source: str | None) -> dict[str, Any]:
+    """``value`` when it is a JSON object (a section of the card)."""
+    if not isinstance(value, dict):
+        raise ContractError(field_name, f"expected an object, got {type(value).__name__}", source)
+    return value
+
+
 def _check_choice(value: Any, choices: tuple[str, ...], field_name: str, source: str | None) -> str:
     if value not in choices:
         raise ContractError(field_name, f"got {value!r}, expected one of {', '.join(choices)}", source)
     return value
 
 
-def _float_tuple(value: Any, length: int, field_name: str, source: str | None) -> tuple[float, ...]:
+def _number(value: Any, within: Range, field_name: str, source: str | None) -> Any:
+    """``value`` when it is a number in ``within`` (NaN, infinity, booleans and strings never are)."""
+    problem = within(value)
+    if problem:
+        raise ContractError(field_name, f"{problem}, got {value!r}", source)
+    return value
+
+
+def _numbers(value: Any, length: int, within: Range, field_name: str, source: str | None) -> tuple[float, ...]:
+    """A list of ``length`` numbers, each in ``within``, as floats."""
     if not isinstance(value, (list, tuple)) or len(value) != length:
         raise ContractError(field_name, f"expected a list of {length} numbers, got {value!r}", source)
-    try:
-        return tuple(float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ContractError(field_name, f"expected numbers, got {value!r}", source) from None
+    for item in value:
+        problem = within(item)
+        if problem:
+            raise ContractError(field_name, f"each value {problem}, got {value!r}", source)
+    return tuple(float(v) for v in value)
 
 
 @dataclass(frozen=True)
@@ -92,22 +119,25 @@ class InputSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str | None = None) -> InputSpec:
         size = _require(data, "size", "input.", source)
-        if not isinstance(size, (list, tuple)) or len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
-            raise ContractError("input.size", f"expected [height, width] as positive integers, got {size!r}", source)
+        if not isinstance(size, (list, tuple)) or len(size) != 2 or any(INPUT_SIDE(s) for s in size):
+            raise ContractError("input.size", f"expected [height, width], each {INPUT_SIDE}, got {size!r}", source)
         dtype = _check_choice(data.get("dtype", "float32"), INPUT_DTYPES, "input.dtype", source)
         scale, zero_point = data.get("scale"), data.get("zero_point")
-        if dtype in ("int8", "uint8") and (scale is None or zero_point is None):
+        if dtype in ZERO_POINT and (scale is None or zero_point is None):
             raise ContractError("input.scale", f"an {dtype} input needs 'scale' and 'zero_point'", source)
-        std = _float_tuple(data.get("std", [1.0, 1.0, 1.0]), 3, "input.std", source)
-        if any(s == 0 for s in std):
-            raise ContractError("input.std", "must not contain 0", source)
+        if scale is not None:
+            _number(scale, QUANT_SCALE, "input.scale", source)
+        if zero_point is not None:
+            _number(zero_point, ZERO_POINT.get(dtype, ZERO_POINT["int8"]), "input.zero_point", source)
+        mean = _numbers(data.get("mean", [0.0, 0.0, 0.0]), 3, PIXEL_MEAN, "input.mean", source)
+        std = _numbers(data.get("std", [1.0, 1.0, 1.0]), 3, PIXEL_STD, "input.std", source)
         return cls(
             name=str(_require(data, "name", "input.", source)),
             height=size[0],
             width=size[1],
             layout=_check_choice(data.get("layout", "NCHW"), LAYOUTS, "input.layout", source),
             color_order=_check_choice(data.get("color_order", "RGB"), COLOR_ORDERS, "input.color_order", source),
-            mean=_float_tuple(data.get("mean", [0.0, 0.0, 0.0]), 3, "input.mean", source),  # type: ignore[arg-type]
+            mean=mean,  # type: ignore[arg-type]
             std=std,  # type: ignore[arg-type]
             dtype=dtype,
             scale=None if scale is None else float(scale),
@@ -165,11 +195,16 @@ class HeadSpec:
         clamp = data.get("clamp")
         if activation == "clamp" and clamp is None:
             raise ContractError(f"{where}clamp", "activation 'clamp' needs clamp: [low, high]", source)
+        if clamp is not None:
+            clamp = _numbers(clamp, 2, OUTPUT_BOUND, f"{where}clamp", source)
+            if clamp[0] >= clamp[1]:
+                problem = f"expected [low, high] with low < high, got {list(clamp)} (it pins every output to one value)"
+                raise ContractError(f"{where}clamp", problem, source)
         columns = data.get("columns")
         if columns is not None and (
             not isinstance(columns, (list, tuple))
             or len(columns) != 2
-            or not all(isinstance(c, int) for c in columns)
+            or any(COLUMN(c) for c in columns)
             or columns[1] - columns[0] != len(labels)
         ):
             raise ContractError(
@@ -184,7 +219,7 @@ class HeadSpec:
             activation=activation,
             output=str(data.get("output", "")),
             columns=None if columns is None else (int(columns[0]), int(columns[1])),
-            clamp=None if clamp is None else _float_tuple(clamp, 2, f"{where}clamp", source),  # type: ignore[arg-type]
+            clamp=clamp,  # type: ignore[arg-type]
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -235,9 +270,22 @@ class ExportInfo:
     pruning_ratio: float = 0.0
     calibration: dict[str, Any] | None = None
     tool: str | None = None
+    # ONNX files with an embedded card: the sha256 of the model without its metadata (graph and weights,
+    # edge_sdk.contract.onnx_metadata.weights_sha256), checked at load. It describes the file, not the
+    # contract, so two cards that differ only here are equal.
+    weights_sha256: str | None = field(default=None, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        if data["weights_sha256"] is None:
+            del data["weights_sha256"]  # cards written before the field keep their exact bytes
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str | None = None) -> ExportInfo:
+        weights = data.get("weights_sha256")
+        if weights is not None and not (isinstance(weights, str) and _is_sha256(weights)):
+            raise ContractError("export.weights_sha256", f"expected 64 hex digits, got {weights!r}", source)
         ratio = data.get("pruning_ratio", 0.0)
         if not isinstance(ratio, (int, float)) or not 0.0 <= ratio < 1.0:
             raise ContractError("export.pruning_ratio", f"expected a number in [0, 1), got {ratio!r}", source)
@@ -247,7 +295,12 @@ class ExportInfo:
             pruning_ratio=float(ratio),
             calibration=data.get("calibration"),
             tool=data.get("tool"),
+            weights_sha256=None if weights is None else weights.lower(),
         )
+
+
+def _is_sha256(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text)
 
 
 @dataclass(frozen=True)
@@ -294,9 +347,7 @@ class ModelCard:
                 f"{', '.join(sorted(SUPPORTED_CONTRACT_VERSIONS))}",
                 source,
             )
-        input_data = _require(data, "input", "", source)
-        if not isinstance(input_data, dict):
-            raise ContractError("input", "expected an object", source)
+        input_data = _object(_require(data, "input", "", source), "input", source)
         heads_data = _require(data, "heads", "", source)
         if not isinstance(heads_data, list) or not heads_data:
             raise ContractError("heads", "expected a non-empty list of heads", source)
@@ -311,8 +362,10 @@ class ModelCard:
             name=str(_require(data, "name", "", source)),
             input=InputSpec.from_dict(input_data, source),
             heads=heads,
-            provenance=Provenance.from_dict(_require(data, "provenance", "", source), source),
-            export=ExportInfo.from_dict(data.get("export", {}), source),
+            provenance=Provenance.from_dict(
+                _object(_require(data, "provenance", "", source), "provenance", source), source
+            ),
+            export=ExportInfo.from_dict(_object(data.get("export", {}), "export", source), source),
             description=str(data.get("description", "")),
             contract_version=version,
             files=dict(files),
@@ -334,7 +387,7 @@ class ModelCard:
             "input": self.input.to_dict(),
             "heads": [h.to_dict() for h in self.heads],
             "provenance": asdict(self.provenance),
-            "export": asdict(self.export),
+            "export": self.export.to_dict(),
         }
         if self.files:
             data["files"] = dict(self.files)

@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 
 from edge_sdk.contract.card import ONNX_METADATA_KEY, ModelCard, sidecar_path
-from edge_sdk.contract.onnx_metadata import read_onnx_metadata
+from edge_sdk.contract.onnx_metadata import read_onnx_metadata, weights_sha256
 from edge_sdk.errors import ArtifactError, ContractError
 
 
@@ -19,11 +19,24 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def read_card_file(card_path: str | Path) -> ModelCard:
+    """The card in a ``.card.json`` file; ContractError naming the file when it is unreadable or not UTF-8."""
+    source = str(card_path)
+    try:
+        text = Path(card_path).read_text(encoding="utf-8")
+    except OSError as exc:  # a directory, no read permission, an I/O error
+        raise ContractError("<root>", f"cannot read the card file ({exc.strerror or exc})", source) from None
+    except UnicodeDecodeError as exc:
+        problem = f"not UTF-8 JSON text (byte {exc.object[exc.start]:#04x} at offset {exc.start})"
+        raise ContractError("<root>", problem, source) from None
+    return ModelCard.from_json(text, source)
+
+
 def read_sidecar(artifact: Path) -> ModelCard:
     """Read ``<stem>.card.json`` beside ``artifact`` and verify the sha256 of every file it lists."""
     card_path = sidecar_path(artifact)
     source = str(card_path)
-    card = ModelCard.from_json(card_path.read_text(encoding="utf-8"), source)
+    card = read_card_file(card_path)
     if artifact.name not in card.files:
         raise ContractError(
             "files",
@@ -54,7 +67,23 @@ def read_onnx_metadata_card(artifact: Path) -> ModelCard:
             f"{artifact}: this ONNX file has no model card (metadata key '{ONNX_METADATA_KEY}') and no sidecar "
             f"{sidecar_path(artifact).name}; write a card for it (see README, 'Cards for third-party models')"
         )
-    return ModelCard.from_json(meta[ONNX_METADATA_KEY], f"{artifact} (embedded card)")
+    card = ModelCard.from_json(meta[ONNX_METADATA_KEY], f"{artifact} (embedded card)")
+    check_weights(artifact, card)
+    return card
+
+
+def check_weights(artifact: Path, card: ModelCard) -> None:
+    """ArtifactError when ``card`` records ``export.weights_sha256`` and the ONNX file's graph and weights
+    no longer hash to it (a card without the field is not checked)."""
+    expected = card.export.weights_sha256
+    if expected is None:
+        return
+    actual = weights_sha256(artifact)
+    if actual != expected:
+        raise ArtifactError(
+            f"{artifact}: weights changed since export (bit rot or tampering): its card records weights sha256 "
+            f"{expected}, the file now has {actual}; restore the file or export it again"
+        )
 
 
 def load_card(artifact: str | Path) -> ModelCard:

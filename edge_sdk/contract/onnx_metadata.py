@@ -5,6 +5,9 @@ An ONNX file is one protobuf ``ModelProto``. Its metadata is field 14 (repeated
 fields and seeks past every other one (the graph and its weights are never read into memory), so a
 card can be read on any install, before any backend is chosen.
 
+:func:`weights_sha256` hashes everything else (graph, weights, opsets: the file without its
+``metadata_props``), so a card embedded in the file can record the hash of the model it describes.
+
 Example::
 
     >>> from edge_sdk.model.face_model import DEMO_MODEL
@@ -14,6 +17,7 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 from typing import BinaryIO
@@ -83,9 +87,9 @@ def _entry(data: bytes) -> tuple[str, str]:
 def read_onnx_metadata(path: str | Path) -> dict[str, str]:
     """The ``metadata_props`` of the ONNX file at ``path`` as a dict (ArtifactError if it is not ONNX)."""
     path = Path(path)
-    size = path.stat().st_size
     metadata: dict[str, str] = {}
     try:
+        size = path.stat().st_size
         with open(path, "rb") as stream:
             for number, wire, length, offset in _fields(stream, size):
                 if number == _METADATA_PROPS and wire == _LEN:
@@ -94,4 +98,48 @@ def read_onnx_metadata(path: str | Path) -> dict[str, str]:
                     metadata[key] = value
     except (_Malformed, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{path}: not a readable ONNX model ({exc})") from None
+    except OSError as exc:  # no read permission, a directory, an I/O error
+        raise ArtifactError(f"{path}: cannot read the model file ({exc.strerror or exc})") from None
     return metadata
+
+
+def _field_spans(stream: BinaryIO, size: int) -> list[tuple[int, int, int]]:
+    """(field number, first byte, end) of every top-level field, in file order (they tile the file)."""
+    spans, start = [], 0
+    for number, wire, value, offset in _fields(stream, size):
+        end = offset if wire == _VARINT else offset + value
+        spans.append((number, start, end))
+        start = end
+    return spans
+
+
+def _sha256_without_metadata(stream: BinaryIO, size: int, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    for number, start, end in _field_spans(stream, size):
+        if number == _METADATA_PROPS:
+            continue
+        stream.seek(start)
+        while start < end:
+            block = stream.read(min(chunk, end - start))
+            if not block:
+                raise _Malformed("file ends inside a field")
+            digest.update(block)
+            start += len(block)
+    return digest.hexdigest()
+
+
+def weights_sha256(model: str | Path | bytes) -> str:
+    """Hex sha256 of an ONNX model (a file, or its serialized bytes) without its ``metadata_props``: the
+    bytes of every other top-level field in order. Writing or replacing a card does not change it; any
+    changed weight or node does (ArtifactError if it is not ONNX)."""
+    where = "serialized model" if isinstance(model, bytes) else str(model)
+    try:
+        if isinstance(model, bytes):
+            return _sha256_without_metadata(io.BytesIO(model), len(model))
+        path = Path(model)
+        with open(path, "rb") as stream:
+            return _sha256_without_metadata(stream, path.stat().st_size)
+    except _Malformed as exc:
+        raise ArtifactError(f"{where}: not a readable ONNX model ({exc})") from None
+    except OSError as exc:
+        raise ArtifactError(f"{where}: cannot read the model file ({exc.strerror or exc})") from None

@@ -1,7 +1,9 @@
 """PSPI over time: smoothing in seconds, an optional neutral baseline, and an alert state machine.
 
-States (:class:`PainState`):
+The monitor never says "no pain" without evidence: ``clear`` needs a finite score of a face seen within
+``face_lost_after_s``, and every way of not knowing is a state of its own. States (:class:`PainState`):
 
+- ``unknown``: no frame scored yet (the start of a run, or after the signal came back).
 - ``unavailable``: the model has no AU-intensity head, so there is no PSPI at all.
 - ``calibrating``: collecting the patient's neutral baseline (first ``baseline_s`` seconds with a face).
 - ``clear``: a face is visible and the (smoothed, baseline-corrected) PSPI does not warrant an alert.
@@ -9,9 +11,17 @@ States (:class:`PainState`):
   ``clear_threshold`` (< threshold: hysteresis) for ``clear_after_s``.
 - ``no_face``: no face for ``face_lost_after_s``. This is not "no pain": smoothing and timers restart
   when the face returns. Shorter gaps hold the current state.
+- ``no_signal``: the source is lost, frozen (no frame for ``frame_timeout_s``) or was never there
+  (:meth:`PainMonitor.signal_lost`). The next frame starts over from ``unknown``.
+- ``fault``: the monitor itself is failing. The model or the detector failed, or gave non-finite or
+  out-of-range outputs, for ``fault_after_s`` (a ``model_fault`` event marks the first bad frame; a good
+  frame ends the episode with ``model_recovered`` and the state it interrupted resumes); or the result log
+  is failing (:meth:`PainMonitor.log_fault`). A log fault never hides an ``alert``: the pain alert stays
+  the state shown, and the fault is in ``PainStatus.fault`` and its own event.
 
-All durations are in seconds of the frame clock (media time for files, monotonic time for cameras), so
-behaviour does not depend on the frame rate.
+Bad frames are never scored: their pain is null and smoothing skips them. All durations are in seconds
+of the frame clock (media time for files, monotonic time for cameras), so behaviour does not depend on
+the frame rate.
 """
 
 from __future__ import annotations
@@ -23,15 +33,24 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from edge_sdk.contract.ranges import Range
 from edge_sdk.errors import InputError
+
+# How long the monitor waits before saying the signal or the model is gone: > 0 and at most a minute.
+SIGNAL_S = Range(0, 60, low_open=True)
+PSPI_MAX = 16.0
+MAX_FAULT_CHARS = 240  # PainStatus.fault goes into every record: one short line (the log refuses long strings)
 
 
 class PainState(str, Enum):
+    UNKNOWN = "unknown"
     UNAVAILABLE = "unavailable"
     CALIBRATING = "calibrating"
     CLEAR = "clear"
     ALERT = "alert"
     NO_FACE = "no_face"
+    NO_SIGNAL = "no_signal"
+    FAULT = "fault"
 
 
 @dataclass(frozen=True)
@@ -46,8 +65,14 @@ class PainSettings:
     window_s: float = 2.0
     baseline_s: float = 0.0
     face_lost_after_s: float = 2.0
+    frame_timeout_s: float = 2.0  # no new frame for this long: no_signal
+    fault_after_s: float = 1.0  # bad model/detector output for this long: fault
 
     def __post_init__(self) -> None:
+        for name in ("frame_timeout_s", "fault_after_s"):
+            problem = SIGNAL_S(getattr(self, name))
+            if problem:
+                raise InputError(f"pain.{name} = {getattr(self, name)!r}: {problem}")
         if self.clear_threshold > self.threshold:
             raise InputError(
                 f"pain.clear_threshold ({self.clear_threshold}) must not exceed pain.threshold ({self.threshold})"
@@ -114,7 +139,11 @@ SMOOTHERS: dict[str, type[Smoother]] = {"ema": EmaSmoother, "median": MedianSmoo
 # ---- the state machine -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PainEvent:
-    """A state change: ``alert_raised``, ``alert_cleared``, ``face_lost``, ``face_found``, ``baseline_captured``."""
+    """A change the monitor reports: ``alert_raised``, ``alert_cleared``, ``face_lost``, ``face_found``,
+    ``baseline_captured``, ``model_fault`` (first bad frame of an episode), ``model_recovered``.
+
+    ``previous``/``state`` are the pain assessment's states before and after (a log fault shown over them
+    is not part of it)."""
 
     kind: str
     timestamp: float
@@ -134,7 +163,9 @@ class PainEvent:
 
 @dataclass(frozen=True)
 class PainStatus:
-    """The pain picture after one frame. PSPI values are None when there is no face or no AU head."""
+    """The pain picture after one frame. PSPI values are None unless this frame's face was scored.
+
+    ``fault`` is the active fault in words ("model: ...", "log: ..."), None when there is none."""
 
     state: PainState
     pspi: float | None = None  # this frame, raw
@@ -142,6 +173,7 @@ class PainStatus:
     score: float | None = None  # smoothed minus baseline (what the thresholds see)
     baseline: float | None = None
     events: tuple[PainEvent, ...] = ()
+    fault: str | None = None
 
     def to_record(self) -> dict[str, Any]:
         def r(x: float | None) -> float | None:
@@ -153,68 +185,174 @@ class PainStatus:
             "pspi_smoothed": r(self.smoothed),
             "pain_score": r(self.score),
             "baseline": r(self.baseline),
+            "fault": self.fault,
         }
 
 
+@dataclass
+class FaultEpisode:
+    """Consecutive bad frames: since when, how many, the first problem, and whether ``fault`` was entered."""
+
+    since: float
+    problem: str
+    frames: int = 0
+    entered: bool = False
+
+
 class PainMonitor:
-    """Feed ``update(t, pspi_or_None)`` once per frame; read the state and the transition events."""
+    """Feed ``update(t, pspi_or_None, fault)`` once per frame; read the state and the transition events.
+
+    ``pspi`` None means no face this frame; ``fault`` (a problem in words) means the frame could not be
+    scored (model or detector failure, bad outputs). :meth:`signal_lost` and :meth:`log_fault` report the
+    conditions that arrive without a frame.
+    """
 
     def __init__(self, settings: PainSettings | None = None, available: bool = True) -> None:
         self.settings = settings or PainSettings()
         self.available = available
         self._smoother = SMOOTHERS[self.settings.smoothing](self.settings.window_s)
-        self.state = PainState.CLEAR if available else PainState.UNAVAILABLE
+        self._pain = PainState.UNKNOWN if available else PainState.UNAVAILABLE
         self.baseline: float | None = None
         self._baseline_values: list[float] = []
         self._baseline_start: float | None = None
-        self._start: float | None = None
+        self._looking_since: float | None = None  # when the current search for a face began
         self._last_face: float | None = None
         self._above_since: float | None = None
         self._below_since: float | None = None
-        if available and self.settings.baseline_s > 0:
-            self.state = PainState.CALIBRATING
+        self._no_signal = False
+        self._model: FaultEpisode | None = None
+        self._log_problem: str | None = None
 
-    def update(self, t: float, pspi: float | None) -> PainStatus:
-        if not self.available:
-            return PainStatus(PainState.UNAVAILABLE)
-        if self._start is None:
-            self._start = t
+    # ---- what is shown -------------------------------------------------------------------------
+    @property
+    def state(self) -> PainState:
+        """The state shown: a fault first (a log fault never over an alert), then no signal, then the pain state."""
+        if self._model is not None and self._model.entered:
+            return PainState.FAULT
+        if self._log_problem is not None and self._pain is not PainState.ALERT:
+            return PainState.FAULT
+        if self._no_signal:
+            return PainState.NO_SIGNAL
+        return self._pain
+
+    @property
+    def fault(self) -> str | None:
+        """The active faults in words, or None."""
+        parts = []
+        if self._model is not None:
+            parts.append(f"model: {self._model.problem}")
+        if self._log_problem is not None:
+            parts.append(f"log: {self._log_problem}")
+        return "; ".join(parts)[:MAX_FAULT_CHARS] or None
+
+    def _status(
+        self,
+        events: list[PainEvent],
+        pspi: float | None = None,
+        smoothed: float | None = None,
+        score: float | None = None,
+    ) -> PainStatus:
+        return PainStatus(self.state, pspi, smoothed, score, self.baseline, tuple(events), self.fault)
+
+    # ---- inputs ----------------------------------------------------------------------------------
+    def update(self, t: float, pspi: float | None, fault: str | None = None, face: bool | None = None) -> PainStatus:
+        """One frame at time ``t``: its PSPI (None: no face), or the ``fault`` that kept it from being scored.
+
+        ``face`` says a face was analysed without a fault (default: ``pspi is not None``; a model without
+        pain passes it). Only such a frame ends a fault episode: a frame without a face proves nothing."""
         events: list[PainEvent] = []
+        if self._looking_since is None or self._no_signal:
+            self._looking_since = t  # the run starts, or frames are back: a new search for a face
+            self._no_signal = False
+        if fault is None and pspi is not None and not 0.0 <= pspi <= PSPI_MAX:  # also NaN and infinities
+            fault = f"PSPI {pspi} is not a number in [0, {PSPI_MAX:g}]"
+        if fault is not None:
+            self._model_bad(t, fault, events)
+            return self._status(events)
+        analysed = pspi is not None if face is None else face
+        if analysed:
+            self._model_ok(t, events)
+        if not self.available:
+            return self._status(events)
         if pspi is None:
             self._no_face(t, events)
-            return PainStatus(self.state, baseline=self.baseline, events=tuple(events))
-        if self.state is PainState.NO_FACE:
-            self._move(PainState.CALIBRATING if self._calibrating() else PainState.CLEAR, "face_found", t, events)
+            return self._status(events)
+        if self._pain is PainState.NO_FACE:
+            self._move(self._fresh_state(), "face_found", t, events)
+            self._smoother.reset()
+        elif self._pain is PainState.UNKNOWN:
+            self._pain = self._fresh_state()  # the first score: nothing was shown before it
             self._smoother.reset()
         self._last_face = t
         smoothed = self._smoother.update(t, pspi)
-        if self.state is PainState.CALIBRATING:
+        if self._pain is PainState.CALIBRATING:
             self._calibrate(t, pspi, events)
-            return PainStatus(self.state, pspi, smoothed, None, self.baseline, tuple(events))
+            return self._status(events, pspi, smoothed)
         score = max(0.0, smoothed - (self.baseline or 0.0))
         self._hysteresis(t, score, events)
-        return PainStatus(self.state, pspi, smoothed, score, self.baseline, tuple(events))
+        return self._status(events, pspi, smoothed, score)
+
+    def signal_lost(self) -> None:
+        """The source is lost, frozen or absent: ``no_signal`` until the next frame, which starts over
+        from ``unknown`` (timers, smoothing and an unfinished baseline restart; a captured baseline stays)."""
+        if self._no_signal:
+            return
+        self._no_signal = True
+        if self.available:
+            self._pain = PainState.UNKNOWN
+        self._restart()
+
+    def log_fault(self, problem: str | None) -> None:
+        """The result log is failing (``problem`` in words) or, with None, works again."""
+        self._log_problem = problem
 
     # ---- steps -------------------------------------------------------------------------------------
+    def _fresh_state(self) -> PainState:
+        return PainState.CALIBRATING if self._calibrating() else PainState.CLEAR
+
     def _move(self, state: PainState, kind: str, t: float, events: list[PainEvent], **detail: Any) -> None:
-        events.append(PainEvent(kind, t, self.state.value, state.value, detail))
-        self.state = state
+        events.append(PainEvent(kind, t, self._pain.value, state.value, detail))
+        self._pain = state
+
+    def _restart(self) -> None:
+        """Forget the timers and the smoothing history (and an unfinished baseline)."""
+        self._above_since = self._below_since = None
+        self._smoother.reset()
+        if self._calibrating():  # an interrupted baseline restarts with the next face
+            self._baseline_values.clear()
+            self._baseline_start = None
 
     def _calibrating(self) -> bool:
         return self.settings.baseline_s > 0 and self.baseline is None
 
+    def _model_bad(self, t: float, problem: str, events: list[PainEvent]) -> None:
+        """A frame that could not be scored: the first of an episode is a ``model_fault`` event; after
+        ``fault_after_s`` of them the state is ``fault`` (timers and smoothing restart, as after a lost face)."""
+        episode = self._model
+        if episode is None:
+            episode = self._model = FaultEpisode(t, problem)
+            events.append(PainEvent("model_fault", t, self._pain.value, self._pain.value, {"problem": problem}))
+        episode.frames += 1
+        if not episode.entered and t - episode.since >= self.settings.fault_after_s:
+            episode.entered = True
+            self._restart()
+
+    def _model_ok(self, t: float, events: list[PainEvent]) -> None:
+        """A face analysed without a fault ends a fault episode (``model_recovered``); the state the
+        fault interrupted is shown again."""
+        episode, self._model = self._model, None
+        if episode is not None:
+            detail = {"bad_frames": episode.frames, "fault_s": round(t - episode.since, 3), "problem": episode.problem}
+            events.append(PainEvent("model_recovered", t, self._pain.value, self._pain.value, detail))
+
     def _no_face(self, t: float, events: list[PainEvent]) -> None:
-        if self.state is PainState.NO_FACE:
+        if self._pain is PainState.NO_FACE:
             return
-        since = self._last_face if self._last_face is not None else self._start
-        assert since is not None
+        assert self._looking_since is not None
+        since = max(self._looking_since, self._last_face if self._last_face is not None else self._looking_since)
         if t - since >= self.settings.face_lost_after_s:
             self._move(PainState.NO_FACE, "face_lost", t, events, last_face_at=self._last_face)
-            self._above_since = self._below_since = None
-            self._smoother.reset()
-            if self._calibrating():  # an interrupted baseline restarts with the next face
-                self._baseline_values.clear()
-                self._baseline_start = None
+            self._restart()
 
     def _calibrate(self, t: float, pspi: float, events: list[PainEvent]) -> None:
         if self._baseline_start is None:
@@ -233,7 +371,7 @@ class PainMonitor:
 
     def _hysteresis(self, t: float, score: float, events: list[PainEvent]) -> None:
         s = self.settings
-        if self.state is PainState.CLEAR:
+        if self._pain is PainState.CLEAR:
             if score >= s.threshold:
                 self._above_since = t if self._above_since is None else self._above_since
                 if t - self._above_since >= s.raise_after_s:
@@ -243,7 +381,7 @@ class PainMonitor:
                     self._above_since = None
             else:
                 self._above_since = None
-        elif self.state is PainState.ALERT:
+        elif self._pain is PainState.ALERT:
             if score < s.clear_threshold:
                 self._below_since = t if self._below_since is None else self._below_since
                 if t - self._below_since >= s.clear_after_s:

@@ -1,12 +1,21 @@
-"""One image -> analysed faces: detect, select, align, infer, post-process (timed per stage)."""
+"""One image -> analysed faces: detect, select, align, infer, post-process (timed per stage).
+
+A detector or model that raises becomes an :class:`AnalysisFault`; a face whose outputs are non-finite or
+outside the card's ranges (:func:`~edge_sdk.contract.output_check.output_problems`) keeps its values for
+the record but carries the ``problem`` and no PSPI: it is never scored.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 
+from edge_sdk.contract.output_check import output_problems
 from edge_sdk.contract.processing import describe_face, postprocess
+from edge_sdk.errors import EdgeSdkError
 from edge_sdk.face.align import crop_face
 from edge_sdk.face.detect import FaceDetector
 from edge_sdk.face.select import IntervalDetector, select_faces
@@ -14,6 +23,26 @@ from edge_sdk.model.face_model import FaceModel
 from edge_sdk.pipeline.result import FaceResult
 
 PAIN_UNAVAILABLE = "pain not available: model has no AU-intensity head"
+MAX_PROBLEM_CHARS = 200  # a problem goes into records and events: keep it one short line
+
+T = TypeVar("T")
+
+
+class AnalysisFault(EdgeSdkError):
+    """The detector or the model failed on a frame (``stage``: detect, align or infer)."""
+
+    def __init__(self, stage: str, exc: BaseException) -> None:
+        self.stage = stage
+        self.problem = f"{stage} failed: {type(exc).__name__}: {exc}"[:MAX_PROBLEM_CHARS]
+        super().__init__(self.problem)
+
+
+def _stage(stage: str, call: Callable[[], T]) -> T:
+    """``call()``, its failure as an :class:`AnalysisFault` naming ``stage``."""
+    try:
+        return call()
+    except Exception as exc:  # any failure of a detector or runtime is a fault of this frame, never a crash
+        raise AnalysisFault(stage, exc) from exc
 
 
 class FaceAnalyzer:
@@ -34,23 +63,29 @@ class FaceAnalyzer:
         return self.model.card.has_pain
 
     def analyze(self, image: np.ndarray, timings: dict[str, float]) -> tuple[list[FaceResult], bool]:
-        """Faces (largest first) and whether the detector ran; adds detect/align/infer/post ms to ``timings``."""
+        """Faces (largest first) and whether the detector ran; adds detect/align/infer/post ms to ``timings``.
+
+        Raises :class:`AnalysisFault` when the detector or the model fails."""
         card = self.model.card
         t0 = time.perf_counter()
-        found, ran = self.tracker.detect(image)
+        found, ran = _stage("detect", lambda: self.tracker.detect(image))
         faces = select_faces(found, self.policy)
         t1 = time.perf_counter()
-        crops = [crop_face(image, face, card.input.width, card.input.height) for face in faces]
+        crops = _stage("align", lambda: [crop_face(image, f, card.input.width, card.input.height) for f in faces])
         t2 = time.perf_counter()
         results: list[FaceResult] = []
         if faces:
-            raw = self.model.backend.run(self.model.preprocess([crop for crop, _ in crops]))
+            batch = [crop for crop, _ in crops]
+            raw = _stage("infer", lambda: self.model.backend.run(self.model.preprocess(batch)))
             t3 = time.perf_counter()
-            outputs = postprocess(card, raw)
+            outputs = _stage("infer", lambda: postprocess(card, raw))
+            problems = output_problems(card, outputs)
             for row, (face, (_, how)) in enumerate(zip(faces, crops, strict=True)):
                 described = describe_face(card, outputs, row)
                 pspi = described.pop("pspi", None)
-                results.append(FaceResult(face, how, described, self._kinds, None if pspi is None else float(pspi)))  # type: ignore[arg-type]
+                problem = None if problems[row] is None else f"bad model output: {problems[row]}"[:MAX_PROBLEM_CHARS]
+                score = None if pspi is None or problem else float(pspi)  # type: ignore[arg-type]
+                results.append(FaceResult(face, how, described, self._kinds, score, problem))  # type: ignore[arg-type]
         else:
             t3 = t2
         t4 = time.perf_counter()

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from edge_sdk.contract.ranges import Range
 from edge_sdk.errors import InputError
 from edge_sdk.face.detect import DETECTOR_KINDS
 from edge_sdk.face.select import FACE_POLICIES
-from edge_sdk.pipeline.alerts import SMOOTHERS, PainSettings
+from edge_sdk.pipeline.alerts import SIGNAL_S, SMOOTHERS, PainSettings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -30,88 +31,100 @@ else:  # pragma: no cover - 3.10
 class Option:
     """One config key: accepted Python types and an optional check returning a problem or None.
 
-    ``field_name``/``convert``: for a key written in another unit than its dataclass field, the field it
-    fills and the conversion into that field's unit (MiB -> bytes).
+    Every number's check is a :class:`~edge_sdk.contract.ranges.Range` (finite, bounded: see the kinds below).
+    ``field_name``/``field_unit``: for a key written in another unit than its dataclass field, the field it
+    fills and how many field units one key unit is (MiB -> bytes: the field holds ``int(value * field_unit)``).
     """
 
     types: tuple[type, ...]
     check: Callable[[Any], str | None] | None = None
     help: str = ""
     field_name: str | None = None
-    convert: Callable[[Any], Any] | None = None
-
-
-def _positive(v: Any) -> str | None:
-    return None if v > 0 else "must be > 0"
-
-
-def _non_negative(v: Any) -> str | None:
-    return None if v >= 0 else "must be >= 0"
+    field_unit: int = 1
 
 
 def _choice(choices: tuple[str, ...]) -> Callable[[Any], str | None]:
     return lambda v: None if v in choices else f"expected one of {', '.join(choices)}"
 
 
-def _between(low: float, high: float) -> Callable[[Any], str | None]:
-    return lambda v: None if low <= v <= high else f"expected a number in [{low:g}, {high:g}]"
-
-
 MIB = 1024 * 1024
+HOUR_S = 3600.0
 
-
-def _mib_to_bytes(mib: float) -> int:
-    return int(mib * MIB)
-
+# The kinds of number a setting can be, each one finite range (a key picks its kind; no per-key bounds).
+THREAD_COUNT = Range(1, 256, integer=True)
+FRAME_COUNT = Range(1, 10**12, integer=True)
+PIXELS = Range(1, 16384, integer=True)  # a frame or preview side
+QUEUE_FRAMES = Range(1, 1024, integer=True)
+DETECT_EVERY = Range(1, 300, integer=True)  # frames between detector runs: a tracked face is re-found within ~10 s
+FPS = Range(0, 1000, low_open=True)
+PERIOD_S = Range(0, HOUR_S, low_open=True)  # a wait or back-off that must pass: > 0, at most an hour
+OPTIONAL_PERIOD_S = Range(0, HOUR_S)  # a period where 0 turns it off
+PAIN_S = Range(0, 600)  # pain timings: an alert, a clear or no_face can never be put off beyond 10 min
+PSPI_POINTS = Range(0, 16)
+PROBABILITY = Range(0, 1)
+DETECT_SCALE = Range(0.05, 1)
+RETENTION_DAYS = Range(0, 36500, low_open=True)  # up to 100 years: purge cut-offs stay representable
+QUOTA_MIB = Range(0, 1024 * 1024, low_open=True)  # up to 1 TiB
+# (lower key, upper key): the first must not exceed the second.
+ORDERED: tuple[tuple[str, str], ...] = (
+    ("capture.reconnect_initial_s", "capture.reconnect_max_s"),
+    ("pain.clear_threshold", "pain.threshold"),
+)
 
 NUM = (int, float)
 LOG_FORMATS = ("encrypted", "jsonl")
 OPTIONS: dict[str, Option] = {
     "model": Option((str,), help="'demo', a model path or a pulled model name"),
     "backend": Option((str,), help="force a backend (onnxruntime, litert, openvino)"),
-    "threads": Option((int,), _positive, "inference threads"),
+    "threads": Option((int,), THREAD_COUNT, "inference threads"),
     "source": Option((str,), help="0 | /dev/video0 | picamera2 | rtsp://... | file.mp4 | folder/"),
-    "max_fps": Option(NUM, _positive, "cap on processed frames per second"),
-    "max_frames": Option((int,), _positive, "stop after this many frames"),
+    "max_fps": Option(NUM, FPS, "cap on processed frames per second"),
+    "max_frames": Option((int,), FRAME_COUNT, "stop after this many frames"),
     "faces": Option((str,), _choice(FACE_POLICIES), "largest (the patient) or all"),
     "log_dir": Option((str,), help="folder for the private result log"),
-    "status_every_s": Option(NUM, _non_negative, "status line period, 0 = off"),
-    "watchdog_s": Option(NUM, _positive, "warn when one frame's processing takes longer than this"),
+    "status_every_s": Option(NUM, OPTIONAL_PERIOD_S, "status line period, 0 = off"),
+    "watchdog_s": Option(NUM, PERIOD_S, "warn when one frame's processing takes longer than this"),
     "preview": Option((bool,), help="draw an overlay in a window (needs an OpenCV with GUI)"),
     "print_frames": Option((bool,), help="one stdout line per frame"),
-    "capture.width": Option((int,), _positive),
-    "capture.height": Option((int,), _positive),
-    "capture.preview_width": Option((int,), _positive, "picamera2 main stream, for --preview"),
-    "capture.preview_height": Option((int,), _positive),
-    "capture.reconnect_initial_s": Option(NUM, _positive),
-    "capture.reconnect_max_s": Option(NUM, _positive),
-    "capture.queue_size": Option((int,), _positive, "frames decoded ahead for files (live sources keep 1)"),
+    "capture.width": Option((int,), PIXELS),
+    "capture.height": Option((int,), PIXELS),
+    "capture.preview_width": Option((int,), PIXELS, "picamera2 main stream, for --preview"),
+    "capture.preview_height": Option((int,), PIXELS),
+    "capture.reconnect_initial_s": Option(NUM, PERIOD_S),
+    "capture.reconnect_max_s": Option(NUM, PERIOD_S),
+    "capture.queue_size": Option((int,), QUEUE_FRAMES, "frames decoded ahead for files (live sources keep 1)"),
     "detector.kind": Option((str,), _choice(DETECTOR_KINDS)),
     "detector.model": Option((str,), help="path to a YuNet .onnx"),
-    "detector.score_threshold": Option(NUM, _between(0.0, 1.0)),
-    "detector.scale": Option(NUM, _between(0.05, 1.0), "detect on a frame resized by this factor"),
-    "detector.interval": Option((int,), _positive, "run the detector every N frames while a face is tracked"),
-    "pain.threshold": Option(NUM, _between(0.0, 16.0)),
-    "pain.clear_threshold": Option(NUM, _between(0.0, 16.0)),
-    "pain.raise_after_s": Option(NUM, _non_negative),
-    "pain.clear_after_s": Option(NUM, _non_negative),
+    "detector.score_threshold": Option(NUM, PROBABILITY),
+    "detector.scale": Option(NUM, DETECT_SCALE, "detect on a frame resized by this factor"),
+    "detector.interval": Option((int,), DETECT_EVERY, "run the detector every N frames while a face is tracked"),
+    "pain.threshold": Option(NUM, PSPI_POINTS),
+    "pain.clear_threshold": Option(NUM, PSPI_POINTS),
+    "pain.raise_after_s": Option(NUM, PAIN_S),
+    "pain.clear_after_s": Option(NUM, PAIN_S),
     "pain.smoothing": Option((str,), _choice(tuple(SMOOTHERS))),
-    "pain.window_s": Option(NUM, _non_negative),
-    "pain.baseline_s": Option(NUM, _non_negative, "capture a neutral baseline for this long at start, 0 = off"),
-    "pain.face_lost_after_s": Option(NUM, _non_negative),
+    "pain.window_s": Option(NUM, PAIN_S),
+    "pain.baseline_s": Option(NUM, PAIN_S, "capture a neutral baseline for this long at start, 0 = off"),
+    "pain.face_lost_after_s": Option(NUM, PAIN_S),
+    "pain.frame_timeout_s": Option(NUM, SIGNAL_S, "no new frame for this long: no_signal (camera lost or frozen)"),
+    "pain.fault_after_s": Option(NUM, SIGNAL_S, "model/detector failing or giving bad outputs this long: fault"),
     "log.format": Option((str,), _choice(LOG_FORMATS), "encrypted (the private log) or jsonl (plain text, bench only)"),
     "log.key_file": Option((str,), help="key ring file (created 0600 on first use)"),
     "log.key_command": Option((str,), help="command printing the key ring (e.g. from a TPM or secrets store)"),
     "log.patient_id": Option((str,), help="stored only as a keyed HMAC pseudonym"),
     "log.device_id": Option((str,), help="stored only as a keyed HMAC pseudonym"),
-    "log.retention_days": Option(NUM, _positive, "purge records older than this"),
+    "log.retention_days": Option(NUM, RETENTION_DAYS, "purge records older than this"),
     "log.quota_mb": Option(
         NUM,
-        _positive,
+        QUOTA_MIB,
         "purge oldest records beyond this database size, in MiB",
         field_name="quota_bytes",
-        convert=_mib_to_bytes,
+        field_unit=MIB,
     ),
+}
+# (section, dataclass field) -> the key that sets it ("" is RunConfig's own fields).
+FIELD_KEYS: dict[tuple[str, str], str] = {
+    (key.rpartition(".")[0], option.field_name or key.rpartition(".")[2]): key for key, option in OPTIONS.items()
 }
 
 
@@ -127,6 +140,9 @@ class CaptureSettings:
     reconnect_max_s: float = 8.0
     queue_size: int = 4
 
+    def __post_init__(self) -> None:
+        check_settings(self, "capture")
+
 
 @dataclass(frozen=True)
 class DetectorSettings:
@@ -137,6 +153,9 @@ class DetectorSettings:
     score_threshold: float = 0.6
     scale: float = 0.5
     interval: int = 1
+
+    def __post_init__(self) -> None:
+        check_settings(self, "detector")
 
 
 @dataclass(frozen=True)
@@ -156,6 +175,9 @@ class LogSettings:
     device_id: str | None = None
     retention_days: float | None = 30.0
     quota_bytes: int | None = 512 * MIB
+
+    def __post_init__(self) -> None:
+        check_settings(self, "log")
 
 
 @dataclass(frozen=True)
@@ -179,6 +201,9 @@ class RunConfig:
     pain: PainSettings = field(default_factory=PainSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
+    def __post_init__(self) -> None:
+        check_settings(self)  # the sections check themselves too; PainSettings (pipeline.alerts) only here
+
 
 SECTIONS: dict[str, type] = {
     "capture": CaptureSettings,
@@ -200,21 +225,53 @@ def _flatten(data: Mapping[str, Any], where: str) -> dict[str, Any]:
     return flat
 
 
+def _check_value(key: str, value: Any, where: str) -> None:
+    """InputError unless ``value`` has ``key``'s type and passes its check (ints pass where floats do)."""
+    option = OPTIONS.get(key)
+    if option is None:
+        section = key.rsplit(".", 1)[0] + "." if "." in key else ""
+        known = sorted(k for k in OPTIONS if k.startswith(section) and (section or "." not in k))
+        raise InputError(f"{where}: unknown key '{key}'; known keys here: {', '.join(known)}")
+    if isinstance(value, bool) and bool not in option.types or not isinstance(value, option.types):
+        names = " or ".join(t.__name__ for t in option.types)
+        raise InputError(f"{where}: key '{key}' = {value!r}: expected {names}")
+    problem = option.check(value) if option.check else None
+    if problem:
+        raise InputError(f"{where}: key '{key}' = {value!r}: {problem}")
+
+
 def validate(values: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """Check flat dotted keys against OPTIONS; ints are accepted where floats are expected."""
+    """Check flat dotted keys against OPTIONS (type and range), and the :data:`ORDERED` pairs both given."""
     for key, value in values.items():
-        option = OPTIONS.get(key)
-        if option is None:
-            section = key.rsplit(".", 1)[0] + "." if "." in key else ""
-            known = sorted(k for k in OPTIONS if k.startswith(section) and (section or "." not in k))
-            raise InputError(f"{where}: unknown key '{key}'; known keys here: {', '.join(known)}")
-        if isinstance(value, bool) and bool not in option.types or not isinstance(value, option.types):
-            names = " or ".join(t.__name__ for t in option.types)
-            raise InputError(f"{where}: key '{key}' = {value!r}: expected {names}")
-        problem = option.check(value) if option.check else None
-        if problem:
-            raise InputError(f"{where}: key '{key}' = {value!r}: {problem}")
+        _check_value(key, value, where)
+    for low, high in ORDERED:
+        if low in values and high in values and values[low] > values[high]:
+            raise InputError(f"{where}: key '{low}' = {values[low]!r} must not exceed key '{high}' = {values[high]!r}")
     return dict(values)
+
+
+def settings_values(settings: object, section: str = "") -> dict[str, Any]:
+    """The keys a settings object sets, in the keys' units (``quota_bytes`` -> ``log.quota_mb``).
+
+    ``settings`` is a :class:`RunConfig` (every section) or one section's dataclass named by ``section``.
+    Fields without a key, and None (off / not set), are left out.
+    """
+    values: dict[str, Any] = {}
+    for item in fields(settings):  # type: ignore[arg-type]
+        value = getattr(settings, item.name)
+        if not section and item.name in SECTIONS:
+            values.update(settings_values(value, item.name))
+            continue
+        key = FIELD_KEYS.get((section, item.name))
+        if key is not None and value is not None:
+            unit = OPTIONS[key].field_unit
+            values[key] = value if unit == 1 else value / unit
+    return values
+
+
+def check_settings(settings: object, section: str = "") -> None:
+    """InputError naming the key when a settings object built in code holds a value its key refuses."""
+    validate(settings_values(settings, section), type(settings).__name__)
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
@@ -224,25 +281,42 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"--config {path}: no such file") from None
+    except OSError as exc:  # a directory, no read permission, an I/O error
+        raise InputError(f"--config {path}: cannot read it ({exc.strerror or exc}); expected a TOML file") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"--config {path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+            "expected a TOML file"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{path}: not valid TOML ({exc})") from None
     return validate(_flatten(data, str(path)), str(path))
 
 
-def build_config(file_values: Mapping[str, Any] | None = None, overrides: Mapping[str, Any] | None = None) -> RunConfig:
-    """Defaults, then the file's values, then non-None ``overrides`` (command-line flags, flat dotted keys)."""
-    merged = dict(file_values or {})
-    merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    validate(merged, "configuration")
+def build_config(
+    file_values: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    where: str = "configuration",
+) -> RunConfig:
+    """Defaults, then the file's values, then non-None ``overrides`` (command-line flags, flat dotted keys).
+
+    ``where`` names the file in errors about the merged values (e.g. a key above its ORDERED partner's default).
+    """
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    validate(given, "command line")
+    merged = {**(file_values or {}), **given}
+    validate({**settings_values(RunConfig()), **merged}, where)
     values: dict[str, dict[str, Any]] = {"": {}, **{name: {} for name in SECTIONS}}
     for key, value in merged.items():
         option = OPTIONS[key]
         section, _, name = key.rpartition(".")
-        values[section][option.field_name or name] = option.convert(value) if option.convert else value
+        values[section][option.field_name or name] = value if option.field_unit == 1 else int(value * option.field_unit)
     top = values.pop("")
     return RunConfig(**top, **{name: cls(**values[name]) for name, cls in SECTIONS.items()})
 
 
 def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> RunConfig:
     """:func:`build_config` from the TOML file at ``path`` (none: defaults only) and ``overrides``."""
-    return build_config(load_toml(path) if path else {}, overrides)
+    if not path:
+        return build_config({}, overrides)
+    return build_config(load_toml(path), overrides, str(path))

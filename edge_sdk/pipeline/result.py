@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +24,8 @@ class FaceResult:
     crop: str  # "aligned" | "box"
     heads: dict[str, dict[str, float]]
     kinds: dict[str, str]
-    pspi: float | None = None
+    pspi: float | None = None  # None: no pain head, or outputs that cannot be scored (``problem``)
+    problem: str | None = None  # non-finite or out-of-range outputs: this face is not scored
 
     def head_of_kind(self, kind: str) -> dict[str, float] | None:
         """The first head of ``kind`` (e.g. ``"expression"``), or None if the model has none."""
@@ -46,10 +48,17 @@ class FaceResult:
         return self.head_of_kind("valence_arousal")
 
     def to_record(self) -> dict[str, Any]:
+        """Numbers and labels only; a non-finite value is recorded as null (JSON has no NaN)."""
         record = {**self.face.to_record(), "crop": self.crop}
-        record.update({name: dict(values) for name, values in self.heads.items()})
+        record.update({name: {k: _finite(v) for k, v in values.items()} for name, values in self.heads.items()})
         record["pspi"] = None if self.pspi is None else round(self.pspi, 4)
+        if self.problem is not None:
+            record["fault"] = self.problem
         return record
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,11 @@
-"""The runtime loop: frames -> analysis -> pain state -> sinks, with pacing, status, watchdog and clean stop."""
+"""The runtime loop: frames -> analysis -> pain state -> sinks, with pacing, status, watchdog and clean stop.
+
+The loop signals its own faults: a detector or model failure or bad outputs (``model_fault``), a sink that
+fails to write or reports itself unhealthy (``log_fault``, polled with :func:`sink_health` every
+``HEALTH_EVERY_S``, never blocking), and a source that is lost or frozen (``source_lost``: ``no_signal``).
+Each one is an event, a stderr line and a state (:class:`~edge_sdk.pipeline.alerts.PainState`); the run's
+:class:`RunSummary` lists the faults, which make ``edge-sdk run`` exit non-zero.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +16,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from edge_sdk.capture.base import Frame
+from edge_sdk.capture.base import Frame, redact_url
 from edge_sdk.capture.stream import Capture, CaptureEvent
-from edge_sdk.pipeline.alerts import PainMonitor, PainState
-from edge_sdk.pipeline.analyze import PAIN_UNAVAILABLE, FaceAnalyzer
-from edge_sdk.pipeline.result import STAGES, FrameResult
-from edge_sdk.pipeline.sinks import Sink
+from edge_sdk.pipeline.alerts import PainEvent, PainMonitor, PainState
+from edge_sdk.pipeline.analyze import MAX_PROBLEM_CHARS, PAIN_UNAVAILABLE, AnalysisFault, FaceAnalyzer
+from edge_sdk.pipeline.result import STAGES, FaceResult, FrameResult
+from edge_sdk.pipeline.sinks import Sink, SinkHealth, sink_health
+
+HEALTH_EVERY_S = 1.0  # how often the sinks' health is polled (a clock comparison per frame otherwise)
+IDLE_S = 0.5  # how often the loop wakes up while no frame arrives
+PAIN_NOTICES = frozenset({"alert_raised", "alert_cleared", "face_lost", "face_found"})
 
 
 @dataclass
@@ -47,6 +58,8 @@ class RunSummary:
     alerts_raised: int = 0
     final_state: str = ""
     stopped_by: str = "end of source"
+    faults: dict[str, str] = field(default_factory=dict)  # "model" / "log" -> the run's first problem of that kind
+    log_rows_dropped: int = 0  # result rows the sinks dropped or failed to write
 
     @property
     def fps(self) -> float:
@@ -70,6 +83,8 @@ class RunSummary:
             "alerts_raised": self.alerts_raised,
             "final_state": self.final_state,
             "stopped_by": self.stopped_by,
+            "faults": dict(self.faults),
+            "log_rows_dropped": self.log_rows_dropped,
         }
 
 
@@ -111,6 +126,12 @@ class Pipeline:
         self._stalled = False
         self._capture: Capture | None = None
         self._last_frame_at = self._last_wait_notice = time.monotonic()
+        self._shown = pain.state  # the state last announced on stderr
+        self._write_errors: dict[int, str] = {}  # sink index -> its last write failure (cleared by a good write)
+        self._write_lost: dict[int, int] = {}  # sink index -> records it failed to take
+        self._log_fault_since: float | None = None
+        self._dropped_seen = 0
+        self._health_at = 0.0
         if not pain.available:
             self.notice(PAIN_UNAVAILABLE)
             self.emit_event({"event": "pain_unavailable", "timestamp": time.monotonic(), "reason": PAIN_UNAVAILABLE})
@@ -129,43 +150,71 @@ class Pipeline:
         return self._stop.is_set()
 
     def notice(self, text: str) -> None:
-        print(text, file=self.log, flush=True)
+        print(redact_url(text), file=self.log, flush=True)
 
     # ---- output --------------------------------------------------------------------------------
     def emit_event(self, record: Mapping[str, Any]) -> None:
+        """Write an event to every sink (URL credentials in its text redacted)."""
+        record = {k: redact_url(v) if isinstance(v, str) else v for k, v in record.items()}
         with self._sink_lock:
-            for sink in self.sinks:
-                sink.write(record, kind="event", timestamp=record.get("timestamp"))
+            for index, sink in enumerate(self.sinks):
+                self._write(index, sink, record, "event", record.get("timestamp"))
+
+    def _write(self, index: int, sink: Sink, record: Mapping[str, Any], kind: str, timestamp: Any) -> None:
+        """``sink.write``; a sink that raises is a log fault (polled in :meth:`check_sinks`), never a crash."""
+        try:
+            sink.write(record, kind=kind, timestamp=timestamp)
+        except Exception as exc:  # a full disk, a closed pipe, a record the sink refuses
+            self._write_errors[index] = f"{type(sink).__name__} write failed: {type(exc).__name__}: {exc}"
+            self._write_lost[index] = self._write_lost.get(index, 0) + 1
+        else:
+            if self._write_errors:
+                self._write_errors.pop(index, None)
 
     def on_capture_event(self, event: CaptureEvent) -> None:
+        """A capture event (delivered on the loop's thread): lost/frozen sources are ``no_signal``."""
+        if event.kind == "source_lost":
+            self.pain.signal_lost()
         if event.kind in ("source_lost", "source_restored"):
             detail = f" after {event.detail['gap_s']} s" if "gap_s" in event.detail else ""
             self.notice(f"capture: {event.kind.replace('_', ' ')}{detail} ({event.detail.get('reason', '')})".rstrip())
         self.emit_event(event.to_record())
+        self._announce_state()
+
+    def _announce_state(self) -> None:
+        """One stderr line when the state shown enters or leaves ``fault``/``no_signal``/``unknown``."""
+        state = self.pain.state
+        if state is self._shown:
+            return
+        previous, self._shown = self._shown, state
+        loud = (PainState.FAULT, PainState.NO_SIGNAL, PainState.UNKNOWN)
+        if state in loud or previous in loud:
+            why = f" ({self.pain.fault})" if state is PainState.FAULT else ""
+            self.notice(f"state: {previous.value} -> {state.value}{why}")
 
     # ---- one frame -----------------------------------------------------------------------------
     def process(self, frame: Frame) -> FrameResult:
         """Analyse one frame, update the pain state, deliver the result to sinks and the callback."""
         latency: dict[str, float] = {"decode": frame.decode_ms}
         self._busy_since, self._stage = time.monotonic(), "analyze"
-        faces, ran = self.analyzer.analyze(frame.image, latency)
+        faces, ran, fault = self._analyze(frame, latency)
         t0 = time.perf_counter()
         primary = faces[0].pspi if faces and self.pain.available else None
-        if faces and self.pain.available and primary is None:
-            primary = 0.0  # unreachable with a valid card: has_pain guarantees a PSPI
-        status = self.pain.update(frame.clock, primary)
+        if fault is None and faces and self.pain.available and primary is None:
+            fault = "the model gave no PSPI for a face"  # never a silent 0: has_pain promises one
+        status = self.pain.update(frame.clock, primary, fault, face=bool(faces) and fault is None)
         latency["post"] = latency.get("post", 0.0) + (time.perf_counter() - t0) * 1000.0
         result = FrameResult(frame.index, frame.timestamp, frame.media_time, tuple(faces), status, latency, ran)
         self._stage = "sink"
         t1 = time.perf_counter()
         record = result.to_record()
         with self._sink_lock:
-            for sink in self.sinks:
-                sink.write(record, kind="frame", timestamp=frame.timestamp)
+            for index, sink in enumerate(self.sinks):
+                self._write(index, sink, record, "frame", frame.timestamp)
         for event in status.events:
             self.emit_event(event.to_record())
-            if event.kind in ("alert_raised", "alert_cleared", "face_lost", "face_found"):
-                self.notice(f"pain: {event.kind.replace('_', ' ')} at t={event.timestamp:.2f}s -> {event.state}")
+            self._announce_event(event)
+        self._announce_state()
         # The record was written before its own sink time was known: "sink" is in the FrameResult, the status
         # line and the summary, not in the logged record.
         latency["sink"] = (time.perf_counter() - t1) * 1000.0
@@ -174,6 +223,73 @@ class Pipeline:
         self._finish_frame()
         self._account(result)
         return result
+
+    def _analyze(self, frame: Frame, latency: dict[str, float]) -> tuple[list[FaceResult], bool, str | None]:
+        """Faces, whether the detector ran, and the fault that keeps this frame from being scored (or None)."""
+        try:
+            faces, ran = self.analyzer.analyze(frame.image, latency)
+        except AnalysisFault as exc:
+            return [], True, exc.problem
+        return faces, ran, next((f.problem for f in faces if f.problem), None)
+
+    def _announce_event(self, event: PainEvent) -> None:
+        """The stderr line for a pain event; a model fault is also the run's (exit code)."""
+        if event.kind in PAIN_NOTICES:
+            self.notice(f"pain: {event.kind.replace('_', ' ')} at t={event.timestamp:.2f}s -> {event.state}")
+        elif event.kind == "model_fault":
+            self.summary.faults.setdefault("model", event.detail["problem"])
+            self.notice(f"model: FAULT at t={event.timestamp:.2f}s: {event.detail['problem']}")
+        elif event.kind == "model_recovered":
+            detail = event.detail
+            self.notice(f"model: recovered at t={event.timestamp:.2f}s after {detail['bad_frames']} bad frame(s)")
+
+    # ---- sink health ----------------------------------------------------------------------------
+    def check_sinks(self, now: float | None = None, announce: bool = True) -> None:
+        """Poll every sink (never blocks). A problem starts a ``log_fault`` episode (one event, the ``fault``
+        state); its end is ``log_recovered``. Dropped and unwritten rows are counted in both and the summary.
+        ``announce=False`` (sinks closed) only records the fault in the summary and on stderr."""
+        now = time.monotonic() if now is None else now
+        self._health_at = now
+        problems, dropped, pending = self._sink_problems()
+        if dropped > self._dropped_seen and not problems:
+            problems.append(f"{dropped - self._dropped_seen} result row(s) dropped")
+        self._dropped_seen = self.summary.log_rows_dropped = dropped
+        problem = "; ".join(problems)[:MAX_PROBLEM_CHARS] or None
+        if problem is not None:
+            self.pain.log_fault(problem)
+            if self._log_fault_since is None:
+                self._log_fault_since = now
+                self.summary.faults.setdefault("log", problem)
+                self.notice(f"log: FAULT: {problem}")
+                if announce:
+                    event = {"event": "log_fault", "timestamp": now, "problem": problem}
+                    self.emit_event({**event, "dropped": dropped, "pending": pending})
+        elif self._log_fault_since is not None:
+            fault_s = round(now - self._log_fault_since, 3)
+            self._log_fault_since = None
+            self.pain.log_fault(None)
+            self.notice(f"log: recovered after {fault_s} s ({dropped} row(s) dropped in this run)")
+            if announce:
+                self.emit_event({"event": "log_recovered", "timestamp": now, "fault_s": fault_s, "dropped": dropped})
+        self._announce_state()
+
+    def _sink_problems(self) -> tuple[list[str], int, int]:
+        """Every sink's current problem, and the rows dropped (in all) and pending over all sinks."""
+        problems: list[str] = []
+        dropped = pending = 0
+        for index, sink in enumerate(self.sinks):
+            try:
+                health = sink_health(sink)
+            except Exception as exc:  # a health() that fails is itself a fault
+                health = SinkHealth(False, f"health check failed: {type(exc).__name__}: {exc}")
+            if not health.ok:
+                problems.append(f"{type(sink).__name__}: {health.problem or 'unhealthy'}")
+            error = self._write_errors.get(index)  # (the watchdog thread may write events meanwhile)
+            if error is not None:
+                problems.append(error)
+            dropped += health.dropped + self._write_lost.get(index, 0)
+            pending += health.pending
+        return problems, dropped, pending
 
     def _account(self, result: FrameResult) -> None:
         s = self.summary
@@ -229,10 +345,15 @@ class Pipeline:
         started = last_status = self._last_frame_at = time.monotonic()
         period_frames_start = 0
         self.emit_event({"event": "run_started", "timestamp": started, "source": capture.source.name})
+        frames = capture.poll_frames(IDLE_S, self.pain.settings.frame_timeout_s)
         try:
-            for frame in capture.frames():
+            for frame in frames:
                 if self._stop.is_set():
                     break
+                if frame is None:  # no frame yet: the sinks are still watched
+                    if time.monotonic() - self._health_at >= HEALTH_EVERY_S:
+                        self.check_sinks()
+                    continue
                 tick = time.monotonic()
                 result = self.process(frame)
                 whole.add(result.latency_ms)
@@ -246,35 +367,57 @@ class Pipeline:
                     self._status_line(capture, period, self.summary.frames - period_frames_start, now - last_status)
                     period, last_status, period_frames_start = StageStats(), now, self.summary.frames
                     with self._sink_lock:
-                        for sink in self.sinks:
-                            sink.flush()
+                        for index, sink in enumerate(self.sinks):
+                            self._guard(index, sink, sink.flush)  # (must not stall the loop while its disk is full)
+                if now - self._health_at >= HEALTH_EVERY_S:
+                    self.check_sinks(now)
                 if self._stop.is_set():
                     break
                 if self.max_fps:
                     self._stop.wait(max(0.0, tick + 1.0 / self.max_fps - time.monotonic()))
         finally:
+            frames.close()
             self.summary.wall_s = time.monotonic() - started
             self._stop.set()  # ends the watchdog
             capture.stop()
-            self.summary.stage_ms = whole.means()
-            self.summary.final_state = self.pain.state.value
-            self.summary.capture = capture.stats.to_dict()
-            if self._stop_reason:
-                self.summary.stopped_by = self._stop_reason
-            self.emit_event({"timestamp": time.monotonic(), **self.summary.to_record()})
-            with self._sink_lock:
-                for sink in self.sinks:
-                    sink.flush()
-                    sink.close()
+            self._finish(whole)
             if self.preview is not None:
                 self.preview.close()
         return self.summary
+
+    def _finish(self, whole: StageStats) -> None:
+        """Last health poll, the ``run_stopped`` event, flush and close every sink, then one more poll (rows
+        a sink could not commit at close are a fault of the run too)."""
+        self.summary.stage_ms = whole.means()
+        self.summary.capture = self._capture.stats.to_dict() if self._capture is not None else {}
+        if self._stop_reason:
+            self.summary.stopped_by = self._stop_reason
+        with self._sink_lock:
+            for index, sink in enumerate(self.sinks):
+                self._guard(index, sink, sink.flush)
+        self.check_sinks()
+        self.summary.final_state = self.pain.state.value
+        self.emit_event({"timestamp": time.monotonic(), **self.summary.to_record()})
+        with self._sink_lock:
+            for index, sink in enumerate(self.sinks):
+                self._guard(index, sink, sink.flush)
+                self._guard(index, sink, sink.close)
+        self.check_sinks(announce=False)
+        self.summary.final_state = self.pain.state.value
+
+    def _guard(self, index: int, sink: Sink, call: Callable[[], object]) -> None:
+        """``call()`` (a sink's flush or close); its failure is that sink's write error, never a crash."""
+        try:
+            call()
+        except Exception as exc:
+            self._write_errors[index] = f"{type(sink).__name__} {call.__name__} failed: {type(exc).__name__}: {exc}"
 
     def _status_line(self, capture: Capture, period: StageStats, frames: int, seconds: float) -> None:
         stats = capture.stats
         stages = " ".join(f"{k} {v:.1f}" for k, v in period.means().items())
         state = self.pain.state.value if self.pain.state is not PainState.UNAVAILABLE else "no pain head"
+        fault = f" | FAULT: {self.pain.fault}" if self.pain.fault else ""
         self.notice(
             f"[status] {frames / seconds:.1f} fps | frames {self.summary.frames} | drops {stats.dropped} | "
-            f"bad {stats.bad_frames} | reconnects {stats.reconnects} | ms: {stages} | pain: {state}"
+            f"bad {stats.bad_frames} | reconnects {stats.reconnects} | ms: {stages} | pain: {state}{fault}"
         )

@@ -7,12 +7,17 @@ This matches the encrypted private log (``edge_sdk.store``), so any of them can 
 from __future__ import annotations
 
 import json
+import math
+import os
+import stat
 import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TextIO
+
+from edge_sdk.errors import InputError
 
 
 class Sink(Protocol):
@@ -40,34 +45,87 @@ def sink_health(sink: object) -> SinkHealth:
     return health() if callable(health) else SinkHealth()
 
 
+#: Fields the encrypted log drops before sealing (``edge_sdk.store.records.DEFAULT_EXCLUDED_FIELDS``): the
+#: plain JSON-lines log holds no more than it. Landmark geometry is face biometry pain monitoring does not need.
+EXCLUDED_FIELDS: frozenset[str] = frozenset({"landmarks"})
+
+
+def minimised(value: Any) -> Any:
+    """``value`` as the logs store it: :data:`EXCLUDED_FIELDS` dropped at any depth, NaN and infinity as null,
+    numpy values as plain lists and numbers."""
+    if isinstance(value, Mapping):
+        return {key: minimised(item) for key, item in value.items() if key not in EXCLUDED_FIELDS}
+    if isinstance(value, (list, tuple)):
+        return [minimised(item) for item in value]
+    if type(value).__module__ == "numpy":
+        return minimised(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 class JsonLinesSink:
-    """One JSON object per line: ``{"kind": ..., "timestamp": ..., **record}``. Events are flushed at once."""
+    """One JSON object per line: ``{"kind": ..., "timestamp": ..., **record}``. Events are flushed at once.
+
+    Plain text, for bench tests only: the file is created 0600 and holds what the encrypted log holds, no more
+    (:func:`minimised`). A folder or file that cannot be written is an :class:`InputError` naming it; a write
+    that fails later (disk full) drops the row, counts it and turns :meth:`health` into a fault.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: TextIO | None = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(self.path, flags, 0o600)
+        except OSError as exc:
+            raise InputError(
+                f"log dir {self.path.parent}: cannot write the result log {self.path.name} there "
+                f"({exc.strerror or exc}); expected a writable folder"
+            ) from None
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.fchmod(fd, 0o600)  # an existing file keeps no wider mode
+        self._file: TextIO | None = os.fdopen(fd, "a", encoding="utf-8")
         self.records = 0
+        self.dropped = 0
+        self._problem = ""
 
     def write(self, record: Mapping[str, Any], kind: str = "frame", timestamp: float | None = None) -> None:
         if self._file is None:
             return
         line = {"kind": kind, "timestamp": timestamp if timestamp is not None else record.get("timestamp")}
         line.update(record)
-        self._file.write(json.dumps(line, separators=(",", ":")) + "\n")
+        try:
+            self._file.write(json.dumps(minimised(line), separators=(",", ":"), allow_nan=False) + "\n")
+            if kind == "event":
+                self._file.flush()
+        except OSError as exc:
+            self._failed(exc, rows=1)
+            return
         self.records += 1
-        if kind == "event":
-            self._file.flush()
 
     def flush(self) -> None:
         if self._file is not None:
-            self._file.flush()
+            try:
+                self._file.flush()
+            except OSError as exc:
+                self._failed(exc)
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.flush()
-            self._file.close()
-            self._file = None
+        file, self._file = self._file, None
+        if file is not None:
+            try:
+                file.close()
+            except OSError as exc:
+                self._failed(exc)
+
+    def health(self) -> SinkHealth:
+        """A fault once a write failed (the rows it lost are counted in ``dropped``)."""
+        return SinkHealth(ok=not self._problem, problem=self._problem, dropped=self.dropped)
+
+    def _failed(self, exc: OSError, rows: int = 0) -> None:
+        self.dropped += rows
+        self._problem = f"cannot write {self.path}: {exc.strerror or exc}; {self.dropped} rows dropped"
 
 
 def run_log_path(log_dir: str | Path) -> Path:

@@ -6,6 +6,7 @@ batched writer), ``sink`` (``EncryptedLogSink`` for the runtime loop), ``verify`
 export), ``summary`` (hourly summary, PNG timeline).
 """
 
+from edge_sdk.store.db import LogDatabaseError, LogDiskFullError
 from edge_sdk.store.keys import KeyRing, KeySource, LogKeyError
 from edge_sdk.store.sink import EncryptedLogSink, PseudonymousIds
 from edge_sdk.store.writer import CommitReport, LogTuning, WriterHealth
@@ -15,6 +16,8 @@ __all__ = [
     "EncryptedLogSink",
     "KeyRing",
     "KeySource",
+    "LogDatabaseError",
+    "LogDiskFullError",
     "LogKeyError",
     "LogTuning",
     "PseudonymousIds",

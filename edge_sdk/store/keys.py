@@ -12,6 +12,11 @@ Sources, in order of precedence: a key command (its stdout), a key file, the ``E
 environment variable, then the default key file. Each gives either key-ring JSON or one 32-byte master
 key (base64 or hex) from which a one-key ring is derived. Only a writer may create the default key file
 (mode 0600) on first use; readers never create keys, so a missing key is a clear error.
+
+Key files are never written through a link: a new file is made with ``O_CREAT|O_EXCL|O_NOFOLLOW`` and
+mode 0600 (a planted symlink, even a dangling one, is refused), a rotation writes such a new temporary
+file and renames it over the old one. A key file is used only when it belongs to the current user and
+nobody else can read it.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import hmac
 import json
 import os
 import shlex
+import stat
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -158,7 +164,7 @@ class KeyRing:
             )
         except LogKeyError:
             raise
-        except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
             raise LogKeyError(f"{source}: not a valid key ring ({exc.__class__.__name__}: {exc})") from None
 
     @classmethod
@@ -172,29 +178,95 @@ class KeyRing:
         return KeyRing(self.secret, {**self.keys, kid: os.urandom(KEY_BYTES)}, kid, self.source)
 
 
+_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+
+
+def _refuse_link(path: Path) -> None:
+    if path.is_symlink():
+        raise LogKeyError(f"key file {path} is a symbolic link; refusing to write a key through it (remove it)")
+
+
+def _write_new(path: Path, text: str) -> None:
+    """Create ``path`` (which must not exist, not even as a dangling link) with mode 0600 and ``text``."""
+    try:
+        fd = os.open(path, _NEW_FILE_FLAGS, 0o600)
+    except FileExistsError:
+        raise LogKeyError(f"key file {path} already exists; not overwriting it") from None
+    except OSError as exc:
+        raise LogKeyError(f"key file {path} cannot be created ({exc.strerror})") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        raise LogKeyError(f"key file {path} could not be written ({exc.strerror})") from None
+
+
+def _key_dir(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise LogKeyError(f"key file {path}: its directory cannot be created ({exc.strerror})") from None
+
+
 def write_key_file(path: Path, ring: KeyRing) -> None:
-    """Write ``ring`` to ``path`` with mode 0600 (atomically; the directory is made 0700)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(ring.to_json())
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """Create the key file ``path`` holding ``ring`` (mode 0600; its directory is made 0700).
+
+    :class:`LogKeyError` when ``path`` already exists or is a symbolic link: a key is never overwritten here.
+    """
+    _refuse_link(path)
+    _key_dir(path)
+    _write_new(path, ring.to_json())
+
+
+def replace_key_file(path: Path, ring: KeyRing) -> None:
+    """Atomically replace the key file ``path`` with ``ring`` (rotation): a new 0600 file renamed over it."""
+    _refuse_link(path)
+    _key_dir(path)
+    tmp = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
+    _write_new(tmp, ring.to_json())
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise LogKeyError(f"key file {path} could not be replaced ({exc.strerror})") from None
 
 
 def read_key_file(path: Path) -> KeyRing:
+    """The key ring in ``path``; refused unless it belongs to this user and is readable by its owner only."""
     try:
-        mode = path.stat().st_mode & 0o777
-        text = path.read_text(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a planted FIFO must not block: fstat refuses it
     except FileNotFoundError:
         raise LogKeyError(f"key file {path} does not exist") from None
     except OSError as exc:
         raise LogKeyError(f"key file {path} cannot be read ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        _check_owner(path, st)
+        try:
+            data = fh.read(1 << 20)
+        except OSError as exc:
+            raise LogKeyError(f"key file {path} cannot be read ({exc.strerror})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise LogKeyError(f"key file {path} is not text (not UTF-8); expected key-ring JSON or a key") from None
+    return KeyRing.from_text(text, f"key file {path}")
+
+
+def _check_owner(path: Path, st: os.stat_result) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        raise LogKeyError(f"key file {path} is not a regular file")
+    if st.st_uid != os.geteuid():
+        raise LogKeyError(
+            f"key file {path} belongs to uid {st.st_uid}, not to this user (uid {os.geteuid()}); "
+            "refusing a key someone else controls"
+        )
+    mode = st.st_mode & 0o777
     if mode & 0o077:
         raise LogKeyError(f"key file {path} has mode {mode:o}; it must be readable by its owner only (chmod 600)")
-    return KeyRing.from_text(text, f"key file {path}")
 
 
 @dataclass(frozen=True)
@@ -223,16 +295,31 @@ class KeySource:
 
     @staticmethod
     def _file(path: Path, create: bool) -> KeyRing:
-        if create and not path.exists():
-            write_key_file(path, KeyRing.generate(f"key file {path}"))
+        if create and not path.exists():  # a dangling planted link is refused by write_key_file
+            try:
+                write_key_file(path, KeyRing.generate(f"key file {path}"))
+            except LogKeyError:
+                if not path.exists() or path.is_symlink():  # lost a race with another writer: use its key
+                    raise
         return read_key_file(path)
 
 
 def _run_key_command(command: str) -> KeyRing:
     try:
-        done = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=30, check=False)
+        argv = shlex.split(command)
+    except ValueError as exc:
+        raise LogKeyError(f"key_command {command!r} cannot be parsed ({exc}): check its quotes") from None
+    if not argv:
+        raise LogKeyError("key_command is empty")
+    try:
+        done = subprocess.run(argv, capture_output=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise LogKeyError(f"key command {command!r} could not run ({exc})") from None
+    stderr = done.stderr.decode("utf-8", "replace").strip()[:200]
     if done.returncode != 0:
-        raise LogKeyError(f"key command {command!r} exited with {done.returncode}: {done.stderr.strip()[:200]}")
-    return KeyRing.from_text(done.stdout, f"key command {command!r}")
+        raise LogKeyError(f"key command {command!r} exited with {done.returncode}: {stderr}")
+    try:
+        text = done.stdout.decode("utf-8")
+    except UnicodeDecodeError:
+        raise LogKeyError(f"key command {command!r} printed bytes that are not UTF-8 text") from None
+    return KeyRing.from_text(text, f"key command {command!r}")

@@ -2,8 +2,9 @@
 
 Exports keep the pseudonyms. A key holder who knows a raw id can re-identify its rows with
 ``reveal={"patient": ["MRN123"]}``: the raw id is HMAC'd and matching pseudonyms are replaced by it
-(raw ids are never stored, not even encrypted). An export is written to a temporary 0600 file and renamed
-only when complete, so a failure (wrong key, altered row) leaves no partial plaintext behind.
+(raw ids are never stored, not even encrypted). An export is written to a new temporary 0600 file
+(``O_EXCL|O_NOFOLLOW``: never through a planted link) and renamed only when complete, so a failure
+(wrong key, altered row, full disk) leaves no partial plaintext behind.
 """
 
 from __future__ import annotations
@@ -70,15 +71,17 @@ def parse_time(text: str, *, now: datetime | None = None) -> float:
     """``2024-05-01``, ``2024-05-01T08:00`` (UTC unless an offset is given), or relative ``90m``/``24h``/``7d``."""
     now = now or datetime.now(timezone.utc)
     match = _RELATIVE.match(text.strip())
-    if match:
-        return (now - timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])).timestamp()
     try:
+        if match:
+            return (now - timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])).timestamp()
         when = datetime.fromisoformat(text.strip())
+        return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
+    except OverflowError:
+        raise InputError(f"time {text!r}: too far back (before the year 1); give a smaller age, e.g. 365d") from None
     except ValueError:
         raise InputError(
             f"time {text!r}: expected an ISO date/time (2024-05-01T08:00) or an age like 24h, 7d"
         ) from None
-    return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def _where(since: float | None, until: float | None, kinds: Iterable[str] | None, session: str | None):
@@ -193,6 +196,24 @@ def _write_parquet(records: Iterable[LogRecord], path: Path) -> int:
 EXPORT_FORMATS = ("csv", "jsonl", "parquet")
 
 
+def check_output_path(out: Path, flag: str = "--out") -> None:
+    """Refuse, before anything is decrypted, an output path that cannot become a new file."""
+    if out.is_dir():
+        raise InputError(f"{flag} {out} is a directory; give a file name")
+    parent = out.parent
+    if not parent.is_dir():
+        raise InputError(f"{flag} {out}: the directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{flag} {out}: the directory {parent} is not writable")
+
+
+def _new_private_file(out: Path) -> tuple[int, Path]:
+    """A new 0600 temporary file beside ``out`` (``O_EXCL|O_NOFOLLOW``); its descriptor and path."""
+    tmp = out.with_name(f".{out.name}.{os.urandom(4).hex()}.partial")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    return os.open(tmp, flags, 0o600), tmp
+
+
 def export_records(
     records: Iterable[LogRecord], fmt: str, out: Path | None, reveal: Mapping[str, str] | None = None
 ) -> int:
@@ -213,9 +234,9 @@ def export_records(
                 "--format parquet needs pyarrow, which is not installed (pip install pyarrow); "
                 "csv and jsonl need nothing extra"
             ) from None
-    tmp = out.with_name(f".{out.name}.partial")
+    tmp: Path | None = None
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd, tmp = _new_private_file(out)
         if fmt == "parquet":
             os.close(fd)
             count = _write_parquet(records, tmp)
@@ -224,6 +245,9 @@ def export_records(
                 count = (_write_csv if fmt == "csv" else _write_jsonl)(records, fh)
         os.replace(tmp, out)
         return count
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise EdgeSdkError(f"--out {out}: cannot write the export ({reason}); nothing was written") from None
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)

@@ -85,10 +85,10 @@ class Sealer:
         return SealedRow(meta, nonce, payload, self.link(previous, meta, nonce, payload))
 
     def open(self, meta: RowMeta, nonce: bytes, payload: bytes) -> bytes | None:
-        """The plaintext, or None when the payload or its metadata fail authentication."""
+        """The plaintext, or None when the payload, its nonce or its metadata fail authentication."""
         try:
             return self._cipher(meta.key_id).decrypt(nonce, payload, meta.associated_data(self.log_id))
-        except InvalidTag:
+        except (InvalidTag, ValueError):  # ValueError: a nonce of the wrong length (an altered row)
             return None
 
     def head_mac(self, seq: int, link: bytes) -> bytes:

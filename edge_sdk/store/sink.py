@@ -13,21 +13,35 @@ Usage::
 time and the patient/device pseudonyms, and hands it to the background :class:`LogWriter`; it never
 blocks on the disk. Raw ids are turned into keyed HMAC pseudonyms here and never stored.
 
+A full disk never stops the monitor: rows are held in memory (oldest frames dropped and counted beyond
+``LogTuning.queue_limit``) and written when space returns, also when the disk was already full at
+``open`` (the log is then *unavailable* and opened later). :meth:`EncryptedLogSink.health` says so
+(:class:`~edge_sdk.pipeline.sinks.SinkHealth`, what the runner polls); :meth:`EncryptedLogSink.writer_health`
+has the details. A log directory that cannot be written at all (permissions, read-only) is refused at
+``open`` with an :class:`~edge_sdk.errors.InputError` naming it.
+
 :class:`~edge_sdk.pipeline.config.LogSettings` is the ``[log]`` section of ``edge-sdk run``'s config (key,
 ids, retention, quota in bytes); :class:`~edge_sdk.store.writer.LogTuning` the writer's engineering knobs.
 """
 
 from __future__ import annotations
 
+import errno
+import math
+import os
 import socket
+import sqlite3
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge_sdk.store.db import LogDatabase, PendingRow
+from edge_sdk.errors import InputError
+from edge_sdk.store.db import LogDatabase, LogDatabaseError, LogDiskFullError, PendingRow, is_disk_full
 from edge_sdk.store.keys import KeyRing, KeySource
 from edge_sdk.store.records import check_kind, envelope, normalise_record
 from edge_sdk.store.writer import DEFAULT_TUNING, CommitReport, LogTuning, LogWriter, WriterHealth
@@ -35,6 +49,7 @@ from edge_sdk.version import __version__
 
 if TYPE_CHECKING:  # importing edge_sdk.pipeline loads OpenCV; log readers import this module without it
     from edge_sdk.pipeline.config import LogSettings
+    from edge_sdk.pipeline.sinks import SinkHealth
 
 _PLAUSIBLE_WALL_TIME = 946_684_800.0  # 2000-01-01; smaller timestamps are monotonic clock readings
 
@@ -85,9 +100,20 @@ class EncryptedLogSink:
         """
         key_file = Path(settings.key_file) if settings.key_file else None
         ring = KeySource(key_file=key_file, key_command=settings.key_command).load(create=True)
-        db = LogDatabase.open(log_dir, ring, create=True, hard_limit_bytes=tuning.hard_limit_bytes)
-        db.register_active_key()
-        writer = LogWriter(db, settings, tuning, on_commit=on_commit, on_problem=on_problem)
+        check_log_dir_writable(Path(log_dir))
+        opener = partial(_open_for_writing, Path(log_dir), ring, tuning.hard_limit_bytes)
+        db, unavailable = None, None
+        try:
+            db = opener()
+        except LogDiskFullError as exc:  # a full disk at start: monitor anyway, hold rows, keep trying to open
+            unavailable = str(exc)
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise InputError(f"log dir {log_dir}: cannot create the log ({exc.strerror or exc})") from None
+            unavailable = f"disk full: {exc}"
+        writer = LogWriter(
+            db, settings, tuning, opener=opener, open_error=unavailable, on_commit=on_commit, on_problem=on_problem
+        )
         ids = PseudonymousIds.derive(
             ring, session_id=session_id, patient_id=settings.patient_id, device_id=settings.device_id
         )
@@ -103,6 +129,8 @@ class EncryptedLogSink:
         if callable(to_record):
             record = to_record()
         ts = self._wall_time(timestamp)
+        if not math.isfinite(ts):
+            raise InputError(f"log record timestamp {timestamp!r} is not a finite time")
         plaintext = envelope(normalise_record(record), ts, self.ids.patient, self.ids.device)
         return self.writer.submit(PendingRow(check_kind(kind), self.ids.session, int(ts), plaintext))
 
@@ -120,22 +148,35 @@ class EncryptedLogSink:
             PendingRow("event", self.ids.session, int(now), envelope(event, now, self.ids.patient, self.ids.device))
         )
 
-    def flush(self, timeout: float | None = 10.0) -> bool:
-        """Block until everything written so far is committed (False on timeout, e.g. while the disk is full)."""
-        return self.writer.flush(timeout)
+    def flush(self, timeout: float | None = None) -> bool:
+        """Ask for everything written so far to be committed; True once it is.
 
-    def close(self, timeout: float = 10.0) -> WriterHealth:
-        """Write a session-end event, commit everything, close the database."""
+        Without ``timeout`` (the bedside loop's call) it never stalls the loop: it returns False at once
+        while the log is in a storage fault and waits at most ``LogTuning.flush_timeout`` otherwise. With a
+        ``timeout`` it waits up to that long, through a storage fault too (tools and tests).
+        """
+        if timeout is None:
+            return self.writer.flush()
+        return self.writer.flush(timeout, through_fault=True)
+
+    def close(self, timeout: float | None = None) -> WriterHealth:
+        """Write a session-end event, commit everything (retrying a full disk for at most ``timeout``,
+        default ``LogTuning.close_timeout``), close the database; the writer's final health."""
         if self._closed:
             return self.writer.health
         self._closed = True
-        health = self.writer.health
-        self._event({"event": "session_end", "dropped": health.dropped})
+        self._event({"event": "session_end", "dropped": self.writer.health.dropped})
         return self.writer.close(timeout)
 
-    @property
-    def health(self) -> WriterHealth:
-        """Committed/waiting/dropped counts and the current storage error, if any."""
+    def health(self) -> SinkHealth:
+        """What the runner polls (never blocks): ok, the fault in words, rows dropped, rows not yet on disk."""
+        from edge_sdk.pipeline.sinks import SinkHealth  # lazily: edge_sdk.pipeline loads OpenCV
+
+        h = self.writer.health
+        return SinkHealth(ok=h.fault is None, problem=h.fault or "", dropped=h.dropped, pending=h.waiting)
+
+    def writer_health(self) -> WriterHealth:
+        """The writer in detail: committed/waiting/dropped/purged counts, storage error, fault."""
         return self.writer.health
 
     def __enter__(self) -> EncryptedLogSink:
@@ -143,3 +184,31 @@ class EncryptedLogSink:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def check_log_dir_writable(log_dir: Path) -> None:
+    """Create ``log_dir`` if needed and a file in it; :class:`InputError` naming it when that is not allowed
+    (permissions, a read-only file system, a file in the way). A full disk is not this error: the log then
+    waits in memory until there is space."""
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, probe = tempfile.mkstemp(dir=log_dir, prefix=".write-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return
+        raise InputError(f"log dir {log_dir} is not writable ({exc.strerror or exc})") from None
+
+
+def _open_for_writing(log_dir: Path, ring: KeyRing, hard_limit_bytes: int | None) -> LogDatabase:
+    """Open (or create) the log and record the active key's check value; :class:`LogDiskFullError` when the
+    disk is too full for either."""
+    db = LogDatabase.open(log_dir, ring, create=True, hard_limit_bytes=hard_limit_bytes)
+    try:
+        db.register_active_key()
+    except sqlite3.Error as exc:
+        db.close()
+        error = LogDiskFullError if is_disk_full(exc) else LogDatabaseError
+        raise error(f"cannot write the log {db.path} (sqlite: {exc})") from None
+    return db

@@ -121,6 +121,10 @@ def plot_timeline(records: Iterable[LogRecord], out: Path, title: str) -> int:
     ax.legend(loc="upper right")
     fig.autofmt_xdate()
     fig.tight_layout()
-    fig.savefig(out, format="png")
-    plt.close(fig)
+    try:
+        fig.savefig(out, format="png")
+    except OSError as exc:
+        raise EdgeSdkError(f"--plot {out}: cannot write the PNG ({exc.strerror or exc})") from None
+    finally:
+        plt.close(fig)
     return len(times)
