@@ -89,19 +89,20 @@ def test_timers_restart_after_face_returns() -> None:
     monitor = PainMonitor(RAW)
     # above 0.75 s, face lost (>= 1 s), back and above: needs a full 1.0 s hold again
     events = feed(monitor, [5.0] * 3 + [None] * 5 + [5.0] * 6)
-    assert events == [(1.5, "face_lost", "no_face"), (2.0, "face_found", "clear"), (3.0, "alert_raised", "alert")]
+    # (unknown, not clear, while the score is >= threshold before the alert)
+    assert events == [(1.5, "face_lost", "no_face"), (2.0, "face_found", "unknown"), (3.0, "alert_raised", "alert")]
 
 
 def test_baseline_is_subtracted_before_thresholding() -> None:
     settings = PainSettings(**{**RAW.__dict__, "baseline_s": 1.0})
     monitor = PainMonitor(settings)
-    events = feed(monitor, [3.0] * 5 + [6.0] * 8 + [7.5] * 5)
-    # baseline = median of t=0..1.0 = 3.0 -> 6.0 scores 3.0 (< 4: no alert); 7.5 scores 4.5 from t=3.25
+    events = feed(monitor, [1.5] * 5 + [4.5] * 8 + [6.0] * 5)
+    # baseline = median of t=0..1.0 = 1.5 -> 4.5 scores 3.0 (< 4: no alert); 6.0 scores 4.5 from t=3.25
     assert events[0][:2] == (1.0, "baseline_captured")
-    assert monitor.baseline == 3.0
+    assert monitor.baseline == 1.5
     assert events[1:] == [(4.25, "alert_raised", "alert")]
-    status = monitor.update(4.5, 7.5)
-    assert status.score == pytest.approx(4.5) and status.pspi == 7.5
+    status = monitor.update(4.5, 6.0)
+    assert status.score == pytest.approx(4.5) and status.pspi == 6.0
 
 
 def test_unavailable_never_changes_state() -> None:
@@ -174,7 +175,7 @@ def test_bad_frames_enter_fault_after_the_window_once_per_episode_then_resume() 
     nan, inf = float("nan"), float("inf")
     shown = states(monitor, [5.0] * 6 + [nan, inf, 40.0, -1.0, nan] + [5.0] * 2)
     # alert at 1.0 s; bad from 1.5 s: 1.5, 1.75 hold the alert, fault from 2.0 (0.5 s); a good frame resumes it
-    assert shown == ["clear"] * 4 + ["alert"] * 2 + ["alert", "alert", "fault", "fault", "fault", "alert", "alert"]
+    assert shown == ["unknown"] * 4 + ["alert"] * 2 + ["alert", "alert", "fault", "fault", "fault", "alert", "alert"]
     monitor = PainMonitor(settings)
     events = feed(monitor, [5.0] * 6 + [nan] * 5 + [5.0] + [nan] * 2)
     # two episodes, one model_fault each (5 bad frames, then 2): recovered by the good frame between them
@@ -202,7 +203,7 @@ def test_no_signal_then_unknown_until_a_face_is_scored_again() -> None:
     monitor = PainMonitor(RAW)
     feed(monitor, [5.0] * 6)
     assert monitor.state is PainState.ALERT
-    monitor.signal_lost()
+    assert [e.kind for e in monitor.signal_lost()] == ["alert_interrupted"]
     assert monitor.state is PainState.NO_SIGNAL
     assert states(monitor, [None] * 5, start=10.0) == ["unknown"] * 4 + ["no_face"]  # counted from the return
     assert monitor.update(12.0, 1.0).events[0].kind == "face_found"
@@ -242,3 +243,57 @@ def test_the_fault_text_stays_one_short_line_for_the_log() -> None:
     monitor.log_fault("disk full " * 30)
     status = monitor.update(0.0, None, fault="infer failed: " + "x" * 300)
     assert status.fault is not None and status.fault.startswith("model: infer failed") and len(status.fault) <= 240
+
+
+# ---- never clear during pain after a (re)start; never end an alert silently ------------------------------
+def test_a_baseline_taken_during_pain_is_rejected_and_the_pain_still_alerts() -> None:
+    settings = PainSettings(**{**RAW.__dict__, "baseline_s": 2.0})
+    monitor = PainMonitor(settings)
+    statuses = [monitor.update(i * STEP, 12.0) for i in range(40)]  # PSPI 12 for 10 s
+    events = [e for s in statuses for e in s.events]
+    assert [(e.timestamp, e.kind, e.state) for e in events] == [
+        (2.0, "baseline_rejected", "unknown"),  # never calibrating forever, never clear while at 12
+        (3.0, "alert_raised", "alert"),  # raise_after_s = 1.0 from the end of calibration
+    ]
+    assert events[0].detail["measured"] == 12.0 and "clear_threshold" in events[0].detail["reason"]
+    assert monitor.baseline == 0.0 and statuses[-1].score == 12.0
+    assert "clear" not in {s.state.value for s in statuses}
+
+
+def test_a_high_score_after_a_restart_is_unknown_until_the_alert_never_clear() -> None:
+    # the first score of a run: unknown while >= threshold, then the raise timer fires
+    assert states(PainMonitor(RAW), [5.0] * 5) == ["unknown"] * 4 + ["alert"]
+    assert states(PainMonitor(RAW), [5.0, 5.0, 1.0]) == ["unknown", "unknown", "clear"]  # or the score drops
+    # the face found again during pain
+    monitor = PainMonitor(RAW)
+    feed(monitor, [1.0] + [None] * 5)
+    assert monitor.state is PainState.NO_FACE
+    status = monitor.update(2.0, 5.0)
+    assert status.state is PainState.UNKNOWN and [(e.kind, e.state) for e in status.events] == [
+        ("face_found", "unknown")
+    ]
+    # the signal back during pain (no alert was active)
+    monitor = PainMonitor(RAW)
+    feed(monitor, [1.0] * 2)
+    monitor.signal_lost()
+    assert states(monitor, [5.0] * 5, start=5.0) == ["unknown"] * 4 + ["alert"]
+    # a model fault recovered during pain
+    monitor = PainMonitor(PainSettings(**{**RAW.__dict__, "fault_after_s": 0.5}))
+    assert states(monitor, [1.0] + [float("nan")] * 3 + [5.0]) == ["clear", "clear", "clear", "fault", "unknown"]
+
+
+def test_a_signal_blip_during_an_alert_is_an_event_and_the_alert_resumes() -> None:
+    monitor = PainMonitor(RAW)
+    feed(monitor, [5.0] * 8)  # alert raised at 1.0, last frame at 1.75
+    (event,) = monitor.signal_lost()
+    assert (event.kind, event.previous, event.state) == ("alert_interrupted", "alert", "unknown")
+    assert event.timestamp == 1.75 and event.detail["alert_s"] == 0.75 and event.detail["reason"] == "signal lost"
+    assert monitor.state is PainState.NO_SIGNAL
+    status = monitor.update(3.0, 3.0)  # back, still >= clear_threshold (2.0): the alert resumes at once
+    assert status.state is PainState.ALERT
+    assert [(e.kind, e.state, e.detail["alert_since"]) for e in status.events] == [("alert_resumed", "alert", 1.0)]
+    # back below clear_threshold: the alert was already ended by its alert_interrupted event
+    monitor = PainMonitor(RAW)
+    feed(monitor, [5.0] * 8)
+    assert [e.kind for e in monitor.signal_lost()] == ["alert_interrupted"]
+    assert monitor.update(3.0, 1.0).state is PainState.CLEAR

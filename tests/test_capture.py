@@ -16,6 +16,7 @@ from edge_sdk.capture import Capture, ImageFolderSource, OpenCVSource, open_sour
 from edge_sdk.capture.base import redact_url
 from edge_sdk.capture.picamera2_source import Picamera2Source, to_bgr
 from edge_sdk.errors import InputError
+from edge_sdk.store.records import LIMITS, normalise_record
 from tests.runtime_fixtures import face_file
 
 # A test image whose colour order is unambiguous: blue left half, red right half (BGR).
@@ -35,7 +36,9 @@ class FakeCamera:
 
     Script items: an image (delivered), ``"empty"`` (read succeeds with an empty array), ``"unplug"``
     (read fails and the next ``fail_opens`` opens fail, as when the cable is pulled), ``("freeze", s)``
-    (the stream stays open but read blocks for ``s`` seconds, then fails: the driver's own read timeout).
+    (the stream stays open but read blocks for ``s`` seconds, then fails: the driver's own read timeout),
+    ``("slow", s, image)`` (read blocks for ``s`` seconds, then delivers ``image``). ``open_delay``: seconds
+    every open takes (a camera or stream slow to open).
     """
 
     def __init__(self, script: list, fail_opens: int = 2) -> None:
@@ -46,9 +49,11 @@ class FakeCamera:
         self.pending_failures = 0
         self.opens = 0
         self.released = 0
+        self.open_delay = 0.0
 
     def opener(self, target: object) -> FakeCamera.Handle:
         self.opens += 1
+        time.sleep(self.open_delay)
         ok = self.pending_failures == 0
         self.pending_failures = max(0, self.pending_failures - 1)
         return FakeCamera.Handle(self, ok)
@@ -76,6 +81,9 @@ class FakeCamera:
                 time.sleep(0.01)
                 return False, None
             item = camera.script.pop(0)
+            if isinstance(item, tuple) and item[0] == "slow":
+                time.sleep(item[1])
+                return True, item[2]
             if isinstance(item, tuple) and item[0] == "freeze":
                 time.sleep(item[1])
                 return False, None
@@ -230,14 +238,9 @@ def test_stop_releases_a_camera_that_never_comes_back() -> None:
 
 def test_frozen_camera_is_lost_after_the_frame_timeout_not_the_driver_timeout() -> None:
     image = two_colour_bgr()
-    camera = FakeCamera([image] * 3 + [("freeze", 1.5)] + [image] * 2, fail_opens=0)
-    events = []
-    capture = Capture(
-        OpenCVSource("0", opener=camera.opener), on_event=events.append, backoff_initial_s=0.01, frame_timeout_s=0.3
+    _, capture, events, got = run_fake_camera(
+        [image] * 3 + [("freeze", 1.5)] + [image] * 2, backoff_initial_s=0.01, frame_timeout_s=0.3
     )
-    camera.on_exhausted = capture.request_stop
-    got = list(capture.frames())
-    capture.stop()
     kinds = [e.kind for e in events]
     assert kinds[:2] == ["source_lost", "source_restored"], (
         kinds
@@ -268,6 +271,28 @@ def test_a_camera_that_never_delivers_is_lost_once_without_a_timeout_storm() -> 
     assert len(timeouts) == 1  # 0.8 s frozen, 0.2 s timeout: one loss, not one per timeout period
 
 
+def run_fake_camera(
+    script: list, url: str = "0", fail_opens: int = 0, **settings: float
+) -> tuple[OpenCVSource, Capture, list, list]:
+    """Capture from a FakeCamera playing ``script`` until it ends: (source, capture, events, frames)."""
+    camera = FakeCamera(script, fail_opens=fail_opens)
+    source = OpenCVSource(url, opener=camera.opener)
+    events: list = []
+    capture = Capture(source, on_event=events.append, **settings)
+    camera.on_exhausted = capture.request_stop
+    frames = list(capture.frames())
+    capture.stop()
+    return source, capture, events, frames
+
+
+def stream_with_a_gap(url: str) -> tuple[OpenCVSource, list]:
+    """A stream at ``url``: one failed open, a frame, an unplug, a frame; its source and events."""
+    source, _, events, _ = run_fake_camera(
+        [two_colour_bgr(), "unplug", two_colour_bgr()], url, fail_opens=1, backoff_initial_s=0.01
+    )
+    return source, events
+
+
 def test_url_credentials_never_reach_names_events_or_errors() -> None:
     assert redact_url("rtsp://admin:p@ss:w0rd@10.0.0.7:554/h264?x=1") == "rtsp://***@10.0.0.7:554/h264?x=1"
     assert (
@@ -275,18 +300,68 @@ def test_url_credentials_never_reach_names_events_or_errors() -> None:
     )
     assert redact_url("rtsp://10.0.0.7/stream") == "rtsp://10.0.0.7/stream"
     assert redact_url("/dev/video0") == "/dev/video0"
-    camera = FakeCamera([two_colour_bgr(), "unplug", two_colour_bgr()], fail_opens=1)
-    source = OpenCVSource("rtsp://admin:s3cret@10.0.0.7/live", opener=camera.opener)
-    events = []
-    capture = Capture(source, on_event=events.append, backoff_initial_s=0.01)
-    camera.on_exhausted = capture.request_stop
-    list(capture.frames())
-    capture.stop()
+    source, events = stream_with_a_gap("rtsp://admin:s3cret@10.0.0.7/live")
     assert source.name == "rtsp://***@10.0.0.7/live" and "s3cret" in str(source.target)  # it still connects
     assert events and "s3cret" not in repr(events) and "***@10.0.0.7" in repr(events)
     with pytest.raises(InputError) as err:
         OpenCVSource("ftp://admin:s3cret@host/clip.mp4")  # not a stream scheme: treated as a missing file
     assert "s3cret" not in str(err.value)
+
+
+def test_a_reopened_camera_slow_to_its_first_frame_is_not_frozen_and_the_gap_is_right() -> None:
+    """The frozen clock restarts when the source reopens: not at the last frame before the loss."""
+    image = two_colour_bgr()
+    _, capture, events, got = run_fake_camera(
+        [image] * 2 + ["unplug", ("slow", 0.6, image), image], backoff_initial_s=1.0, frame_timeout_s=1.0
+    )
+    assert [e.kind for e in events][:2] == ["source_lost", "source_restored"]  # (the script's end is a loss too)
+    assert "frozen" not in repr(events), events  # no spurious "frozen" loss after the reopen
+    assert 1.0 <= capture.stats.gap_s < 1.5  # the 1 s backoff, not that plus the time to the first new frame
+    assert len(got) + capture.stats.dropped == 4
+
+
+def test_a_camera_slow_to_open_is_not_reported_frozen_at_start() -> None:
+    camera = FakeCamera([two_colour_bgr()] * 3, fail_opens=0)
+    camera.open_delay = 0.6  # longer than the frame timeout: the frozen clock starts once it is open
+    events = []
+    capture = Capture(OpenCVSource("0", opener=camera.opener), on_event=events.append, frame_timeout_s=0.3)
+    camera.on_exhausted = capture.request_stop
+    got = list(capture.frames())
+    capture.stop()
+    frozen = [e for e in events if "frozen" in e.detail.get("reason", "")]
+    assert frozen == [] and capture.stats.reconnects == 0  # (only the script's end may be a loss)
+    assert len(got) + capture.stats.dropped == 3
+
+
+def test_a_long_stream_url_still_fits_every_event_in_the_log() -> None:
+    url = "rtsp://admin:s3cret@10.0.0.7:554/" + "x" * 400
+    camera = FakeCamera([two_colour_bgr(), "unplug", two_colour_bgr()], fail_opens=1)
+    source = OpenCVSource(url, opener=camera.opener)
+    events = []
+    capture = Capture(source, on_event=events.append, backoff_initial_s=0.01)
+    camera.on_exhausted = capture.request_stop
+    list(capture.frames())
+    capture.stop()
+    assert len(source.name) <= 200 and source.name.startswith("rtsp://***@10.0.0.7") and source.name.endswith("\u2026")
+    assert source.target == url  # it still connects to the whole address
+    assert [e.kind for e in events][:2] == ["source_lost", "source_restored"]
+    for event in [*events, type(events[0])("run_started", 0.0, {"source": source.name})]:
+        record = event.to_record()
+        assert all(len(v) <= LIMITS.max_string for v in record.values() if isinstance(v, str)), record
+        normalise_record(record)  # what the log checks: accepted
+    assert "s3cret" not in repr(events)
+
+
+def test_credentials_in_the_query_string_are_redacted() -> None:
+    assert redact_url("rtsp://10.0.0.7/live?user=admin&pwd=secret") == "rtsp://10.0.0.7/live?user=***&pwd=***"
+    assert (
+        redact_url("http://cam/video.cgi?resolution=640&password=p4ss&token=abc;key=k3y#auth=x1")
+        == "http://cam/video.cgi?resolution=640&password=***&token=***;key=***#auth=***"
+    )
+    assert redact_url("http://cam/a?channel=1&subtype=0") == "http://cam/a?channel=1&subtype=0"
+    source, events = stream_with_a_gap("rtsp://10.0.0.7/live?user=admin&password=s3cret")
+    assert source.name == "rtsp://10.0.0.7/live?user=***&password=***"
+    assert events and "s3cret" not in repr(events) and "admin" not in repr(events)
 
 
 # ---- picamera2 --------------------------------------------------------------------------------------

@@ -84,6 +84,11 @@ BAD_CARDS = {
     "clamp NaN": (_set(("heads", 1, "clamp"), [0.0, float("nan")]), "heads[1] (au_intensity).clamp"),
     "clamp infinite": (_set(("heads", 1, "clamp"), [0.0, float("inf")]), "heads[1] (au_intensity).clamp"),
     "clamp as strings": (_set(("heads", 1, "clamp"), ["0", "inf"]), "heads[1] (au_intensity).clamp"),
+    # An intensity head squeezed below the 0-5 scale pins PSPI near zero: never an alert.
+    "intensity clamp [0, 0.5]": (_set(("heads", 1, "clamp"), [0, 0.5]), "heads[1] (au_intensity).clamp"),
+    "intensity clamp [-1, 0]": (_set(("heads", 1, "clamp"), [-1, 0]), "heads[1] (au_intensity).clamp"),
+    "intensity sigmoid": (_set(("heads", 1, "activation"), "sigmoid"), "heads[1] (au_intensity).activation"),
+    "intensity softmax": (_set(("heads", 1, "activation"), "softmax"), "heads[1] (au_intensity).activation"),
     "negative std": (_set(("input", "std"), [0.2, -0.2, 0.2]), "input.std"),
     "infinite std": (_set(("input", "std"), [0.2, float("inf"), 0.2]), "input.std"),
     "mean outside [0, 1]": (_set(("input", "mean"), [0.5, 128.0, 0.5]), "input.mean"),

@@ -20,6 +20,7 @@ from edge_sdk.contract.card import ModelCard
 from edge_sdk.contract.card_io import load_card
 from edge_sdk.contract.onnx_metadata import weights_sha256
 from edge_sdk.contract.output_check import output_problems
+from edge_sdk.contract.processing import postprocess
 from edge_sdk.errors import ArtifactError, ContractError
 from edge_sdk.model.face_model import DEMO_MODEL, FaceModel
 from edge_sdk.model.self_test import forward_check, render_test_face
@@ -105,6 +106,28 @@ def test_output_problems_name_the_head_and_the_value(tmp_path: Path) -> None:
     assert output_problems(card, bad) == ["pspi: 1 non-finite value(s) (pspi=inf)"]
 
 
+def test_a_regression_intensity_head_overshooting_the_scale_is_pain_not_a_fault(tmp_path: Path) -> None:
+    """-0.3 on a neutral face or 5.4 at maximum pain is what a real regression head gives: clipped to 0-5 for
+    PSPI, not a model fault (maximum pain must alert, not show ``fault``). Far outside or non-finite is."""
+    data = copy.deepcopy(multitask_card())
+    intensity = next(h for h in data["heads"] if h["kind"] == "au_intensity")
+    intensity["activation"] = "none"
+    del intensity["clamp"]
+    card = ModelCard.from_dict(data)
+    good = FaceModel(build_multitask_onnx(tmp_path / "m.onnx")).predict([render_test_face()])
+    raw = {k: v.copy() for k, v in good.items() if k != "pspi"}
+    raw["au_intensity"][0] = 5.4  # every action unit beyond the top of the scale
+    raw["au_intensity"][0, 0] = -0.3
+    outputs = postprocess(card, raw)
+    assert output_problems(card, outputs) == [None]
+    assert outputs["pspi"][0] == pytest.approx(16.0)  # maximum pain, clipped to the PSPI scale
+    for value, problem in [(-5.5, "outside [-5, 10]"), (10.5, "outside [-5, 10]"), (np.inf, "non-finite")]:
+        bad = {k: v.copy() for k, v in outputs.items()}
+        bad["au_intensity"][0, 2] = value
+        (found,) = output_problems(card, bad)
+        assert found is not None and problem in found and "AU4" in found
+
+
 def test_the_damaged_demo_still_loads_and_its_card_parses(tmp_path: Path) -> None:
     damaged = flipped_demo(tmp_path)
     assert load_card(damaged) == load_card(DEMO_MODEL)  # the same card, but for the weights hash it lacks
@@ -126,7 +149,7 @@ def test_doctor_fails_the_damaged_demo_and_passes_the_real_one(tmp_path: Path) -
 
 def test_doctor_fails_a_model_whose_heads_leave_the_card_ranges(tmp_path: Path) -> None:
     (finding,) = check_model(Setup(model=str(unclamped_intensity_model(tmp_path))))
-    assert finding.status == "FAIL" and "au_intensity" in finding.detail and "outside [0, 5]" in finding.detail
+    assert finding.status == "FAIL" and "au_intensity" in finding.detail and "outside [-5, 10]" in finding.detail
 
 
 def test_card_command_fails_damaged_or_out_of_range_models(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -136,7 +159,7 @@ def test_card_command_fails_damaged_or_out_of_range_models(tmp_path: Path, capsy
     assert err.startswith("error: ") and str(damaged) in err and "non-finite" in err
     assert len(err.strip().splitlines()) == 1
     assert main(["card", str(unclamped_intensity_model(tmp_path))]) == 2
-    assert "outside [0, 5]" in capsys.readouterr().err
+    assert "outside [-5, 10]" in capsys.readouterr().err
     assert main(["card", "demo"]) == 0
     assert "forward pass: ok on onnxruntime" in capsys.readouterr().out
 

@@ -205,10 +205,21 @@ def test_small_quota_in_bytes_is_still_accepted_in_code() -> None:
 # ---- model files and cards ----------------------------------------------------------------------------
 def _corrupt_graph_name(folder: Path) -> Path:
     """A symbolic axis name ('batch') with an invalid UTF-8 byte: ONNX Runtime loads it and raises
-    UnicodeDecodeError only when the shapes are read."""
-    data = bytearray(DEMO_MODEL.read_bytes())
+    UnicodeDecodeError only when the shapes are read. The card of the copy has no weights hash (as cards
+    written before the field), or the hash check would refuse the file before ONNX Runtime sees it."""
+    from tests.test_model_faults import without_weights_hash
+
+    data = bytearray(without_weights_hash(DEMO_MODEL, folder / "no_hash.onnx").read_bytes())
     data[data.rindex(b"\x12\x05batch") + 2] = 0xE3
     path = folder / "corrupt_graph.onnx"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _corrupt_hashed_graph_name(folder: Path) -> Path:
+    data = bytearray(DEMO_MODEL.read_bytes())  # the shipped demo's card records its weights hash
+    data[data.rindex(b"\x12\x05batch") + 2] = 0xE3
+    path = folder / "corrupt_hashed_graph.onnx"
     path.write_bytes(bytes(data))
     return path
 
@@ -239,6 +250,7 @@ def _sidecar_edit(name: str, **fields: object) -> Callable[[Path], Path]:
 # name -> (make the model, text in the error of `predict`)
 BAD_MODELS: dict[str, tuple[Callable[[Path], Path], str]] = {
     "corrupt graph name": (_corrupt_graph_name, "not a readable ONNX model"),
+    "corrupt graph name, card with a weights hash": (_corrupt_hashed_graph_name, "weights changed since export"),
     "corrupt card bytes": (_corrupt_card_bytes, "not a readable ONNX model"),
     "sidecar size 64x64 on a 112x112 model": (
         _sidecar_edit("size", size=[64, 64]),
@@ -321,7 +333,20 @@ def test_jsonl_sink_disk_full_is_a_counted_fault_not_a_crash() -> None:
     sink.flush()
     sink.close()
     health = sink.health()
-    assert not health.ok and "No space left on device" in health.problem and health.dropped == 1, health
+    assert not health.ok and "No space left on device" in health.problem and health.dropped == 2, health
+    assert sink.records == 0  # both rows lost, both counted
+
+
+def test_jsonl_sink_on_a_full_disk_counts_every_lost_row() -> None:
+    """Not just the rows of the write that happened to flush a buffer: 500 rows lost, 500 dropped."""
+    sink = JsonLinesSink("/dev/full")
+    for i in range(500):
+        sink.write({"frame": i, "timestamp": float(i)})
+    sink.flush()
+    sink.close()
+    health = sink.health()
+    assert (sink.records, health.dropped) == (0, 500), health
+    assert not health.ok and "500 rows dropped" in health.problem
 
 
 def test_jsonl_log_is_private_and_holds_what_the_encrypted_log_holds(tmp_path: Path) -> None:

@@ -131,11 +131,17 @@ def test_watchdog_reports_a_stuck_backend(tmp_path: Path) -> None:
 
     model.backend.run = sometimes_stuck  # type: ignore[method-assign]
     cfg = config(face_file("single_face.mp4"), log_dir=str(tmp_path), max_frames=4, watchdog_s=0.2)
-    _, _, log = run(cfg, model=model)
+    summary, results, log = run(cfg, model=model)
     assert "watchdog" in log
     events = [r for r in read_jsonl(tmp_path) if r["kind"] == "event"]
     kinds = [e["event"] for e in events]
     assert kinds.index("pipeline_stalled") < kinds.index("pipeline_recovered")
+    # a stall is a fault: the state while stalled, a fault of the run (exit 1), and it recovers
+    stuck = results[1].pain
+    assert stuck.state is PainState.FAULT and stuck.fault is not None
+    assert stuck.fault.startswith("watchdog: pipeline stalled: one frame in 'analyze' for ")
+    assert summary.faults["watchdog"].startswith("pipeline stalled") and summary.final_state != "fault"
+    assert results[-1].pain.state is not PainState.FAULT and "-> fault (watchdog: pipeline stalled" in log
 
 
 def test_json_lines_sink_matches_the_store_interface(tmp_path: Path) -> None:
@@ -413,3 +419,49 @@ def test_source_credentials_are_redacted_in_events_and_status_lines(tmp_path: Pa
     started = read_jsonl(tmp_path)[0]
     assert started["event"] == "run_started" and started["source"] == "rtsp://***@10.1.2.3/bed12"
     assert "source lost" in log.getvalue()
+
+
+class LosesRowsAtCloseSink(FlakySink):
+    """A sink that is in a disk-full fault from its first record and loses the rows it holds at close."""
+
+    def __init__(self) -> None:
+        super().__init__(bad_after=1, bad_for_s=1e9)
+        self.closed = False
+
+    def health(self):
+        from edge_sdk.pipeline.sinks import SinkHealth
+
+        if self.closed:
+            return SinkHealth(ok=False, problem="close gave up: 7 rows lost", dropped=7)
+        return SinkHealth(ok=False, problem="disk full: 7 rows held in memory", dropped=0)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_rows_lost_at_close_replace_the_runs_log_fault_and_are_in_the_exit_line() -> None:
+    from edge_sdk.cli.run import fault_line
+
+    cfg = config(face_file("single_face.mp4"), model=pain_model(), max_frames=3)
+    summary, _, log = run(cfg, sinks=[LosesRowsAtCloseSink()])
+    assert summary.faults["log"] == "LosesRowsAtCloseSink: close gave up: 7 rows lost"  # not the first problem
+    assert summary.log_rows_dropped == 7
+    assert "log: FAULT at close: LosesRowsAtCloseSink: close gave up: 7 rows lost (7 row(s) dropped" in log
+    line = fault_line(summary)
+    assert line is not None and "close gave up: 7 rows lost" in line and "7 result row(s) not logged" in line
+
+
+def test_a_signal_lost_during_an_alert_is_logged_as_alert_interrupted() -> None:
+    from edge_sdk.capture.stream import CaptureEvent
+    from edge_sdk.pipeline.alerts import PainMonitor, PainSettings
+    from edge_sdk.pipeline.runner import Pipeline
+
+    monitor = PainMonitor(PainSettings(raise_after_s=0.5, smoothing="none"))
+    for i in range(4):
+        monitor.update(i * 0.25, 9.0)
+    assert monitor.state is PainState.ALERT
+    sink, log = FlakySink(bad_after=0, bad_for_s=0.0), io.StringIO()
+    pipeline = Pipeline(analyzer=None, pain=monitor, sinks=[sink], log=log)  # type: ignore[arg-type]
+    pipeline.on_capture_event(CaptureEvent("source_lost", 10.0, {"reason": "camera unplugged"}))
+    kinds = [r["event"] for kind, r in sink.records if kind == "event"]
+    assert kinds == ["source_lost", "alert_interrupted"] and "pain: alert interrupted" in log.getvalue()

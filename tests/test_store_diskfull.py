@@ -384,6 +384,7 @@ def test_close_on_a_full_disk_is_bounded_and_reports_what_was_not_committed(disk
     after = sink.health()
     assert health.lost_at_close > 0 and after.pending == health.lost_at_close
     assert not after.ok and f"{health.lost_at_close} rows NOT committed" in after.problem
+    assert after.dropped == health.dropped + health.lost_at_close  # rows lost at close are dropped rows too
     disk.free()
     frames, _, problems = _frames(disk.log_dir, key_file)
     assert problems == [] and frames == list(range(len(frames)))

@@ -10,15 +10,28 @@ import numpy as np
 
 # ``scheme://user:password@host`` (also mistyped ``scheme:/``): a URL's user info, up to the last '@' before the path.
 _URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*:/+)[^/\s]*@")
+# ``?user=admin&pwd=secret``: the value of a query/fragment parameter that names a credential.
+_QUERY_CREDENTIALS = re.compile(
+    r"(?i)([?&;#](?:user|username|usr|login|pwd|pass|passwd|password|token|access_token|api_key|apikey|key|auth"
+    r"|secret)=)[^&;#\s]*"
+)
+# The log refuses strings over 256 characters: names and reasons made here stay well below.
+MAX_TEXT = 200
+
+
+def short(text: str, limit: int = MAX_TEXT) -> str:
+    """``text`` cut to at most ``limit`` characters, ending with an ellipsis when it was longer."""
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 def redact_url(text: str) -> str:
-    """``text`` with the credentials of every URL in it replaced: ``rtsp://user:pass@cam/1`` -> ``rtsp://***@cam/1``.
+    """``text`` with the credentials of every URL in it replaced: ``rtsp://user:pass@cam/1`` -> ``rtsp://***@cam/1``,
+    ``http://cam/s?user=admin&pwd=x`` -> ``http://cam/s?user=***&pwd=***`` (also password, token, key, auth).
 
     The one redaction for source names: :class:`FrameSource` names, capture events, status lines and the
     ``run_started`` event all pass through it, so a camera password never reaches a log or a terminal.
     """
-    return _URL_CREDENTIALS.sub(r"\1***@", text)
+    return _QUERY_CREDENTIALS.sub(r"\1***", _URL_CREDENTIALS.sub(r"\1***@", text))
 
 
 @dataclass(frozen=True)
@@ -73,7 +86,8 @@ class FrameSource(ABC):
     live: bool = False
 
     def __init__(self, name: str) -> None:
-        self.name = redact_url(name)  # printed and logged; a source keeps its real address to itself
+        # printed and logged (so cut to fit a log string); a source keeps its real address to itself
+        self.name = short(redact_url(name))
 
     @abstractmethod
     def open(self) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from edge_sdk.capture.base import EndOfStream, Frame, FrameSource, SourceLost, is_valid_image, redact_url
+from edge_sdk.capture.base import EndOfStream, Frame, FrameSource, SourceLost, is_valid_image, redact_url, short
 
 
 @dataclass(frozen=True)
@@ -115,14 +115,21 @@ class Capture:
         its periodic work while a live source is silent. ``frame_timeout_s`` overrides the constructor's."""
         timeout = self.frame_timeout_s if frame_timeout_s is None else frame_timeout_s
         self._start()
-        waiting_since = idle_since = self._clock()
+        idle_since = self._clock()
+        waiting_since: float | None = None  # the frozen clock: runs only while the source is open
         while True:
             item = self._next_item(min(idle_s, 0.25))
             if item is None:
                 if self._stop.is_set():
                     return
                 now = self._clock()
-                if timeout and self.source.live and self._lost_since is None and now - waiting_since >= timeout:
+                if (
+                    timeout
+                    and self.source.live
+                    and self._lost_since is None
+                    and waiting_since is not None
+                    and now - waiting_since >= timeout
+                ):
                     self._frozen(waiting_since, timeout)
                 if now - idle_since >= idle_s:
                     idle_since = now
@@ -134,6 +141,8 @@ class Capture:
                 raise item
             if not isinstance(item, Frame):
                 self._deliver(item)
+                if isinstance(item, _Reopened):  # (re)opened: the frozen clock starts now, not at the old frame
+                    waiting_since = item.at
                 continue
             if self._lost_since is not None:  # frames again after a freeze
                 self._restored(item.timestamp, {"reason": "frames again"})
@@ -188,6 +197,7 @@ class Capture:
         self._event("source_restored", at, gap_s=round(gap, 3), **detail)
 
     def _event(self, kind: str, at: float, **detail: Any) -> None:
+        detail = {k: short(v) if isinstance(v, str) else v for k, v in detail.items()}  # every string fits the log
         self._on_event(CaptureEvent(kind, at, {"source": self.source.name, **detail}))
 
     def request_stop(self) -> None:
@@ -270,12 +280,14 @@ class Capture:
             if not self.source.live:
                 raise
             self._reconnect(str(lost), first=first)
+        else:
+            self._put(_Reopened(self._clock(), 0, first))  # open: starts the consumer's frozen clock
 
     def _reconnect(self, reason: str, first: bool = False) -> None:
         """Reopen a live source with exponential backoff until it works or we are stopped."""
         if not self.source.live:
             raise SourceLost(reason)
-        self._put(_Lost(redact_url(reason), self._clock()))
+        self._put(_Lost(short(redact_url(reason)), self._clock()))
         self.source.close()
         delay, attempts = self._backoff[0], 0
         while not self._stop.wait(delay):

@@ -200,6 +200,13 @@ class HeadSpec:
             if clamp[0] >= clamp[1]:
                 problem = f"expected [low, high] with low < high, got {list(clamp)} (it pins every output to one value)"
                 raise ContractError(f"{where}clamp", problem, source)
+        if kind == "au_intensity":  # PSPI is computed from it: nothing may squeeze it below the 0-5 scale
+            if activation not in ("none", "clamp"):
+                problem = f"an au_intensity head needs activation 'none' or 'clamp' (0-5 scale), got {activation!r}"
+                raise ContractError(f"{where}activation", problem, source)
+            if clamp is not None and (clamp[0] > 0 or clamp[1] < 5):
+                problem = f"must cover the 0-5 intensity scale (low <= 0, high >= 5), got {list(clamp)}"
+                raise ContractError(f"{where}clamp", problem, source)
         columns = data.get("columns")
         if columns is not None and (
             not isinstance(columns, (list, tuple))

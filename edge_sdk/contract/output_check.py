@@ -5,9 +5,10 @@ values no head can produce. The runtime loop uses :func:`output_problems` to ref
 and ``edge-sdk doctor``/``edge-sdk card`` to fail a model before it is deployed.
 
 A head's range comes from its card: its ``clamp``, or its activation (sigmoid and softmax give
-probabilities in [0, 1] and softmax rows sum to 1; tanh gives [-1, 1]); an ``au_intensity`` head without
-one is on the 0-5 intensity scale. ``RANGE_SLACK`` of the range's span is tolerated beyond it (a
-regression head's -0.1 is rounding, not a fault); PSPI must be in [0, 16].
+probabilities in [0, 1] and softmax rows sum to 1; tanh gives [-1, 1]). ``RANGE_SLACK`` of the range's
+span is tolerated beyond it; PSPI must be in [0, 16]. An ``au_intensity`` regression head without an
+activation is on the 0-5 intensity scale but may overshoot it (-0.3 on a neutral face, 5.4 at maximum
+pain): ``pspi`` clips it to 0-5, and only values a full scale beyond it (outside [-5, 10]) are a fault.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from edge_sdk.contract.processing import HeadOutputs
 RANGE_SLACK = 0.05  # fraction of a head's range its values may exceed it by
 SUM_TOLERANCE = 0.02  # how far a softmax row may sum from 1
 AU_INTENSITY_RANGE = (0.0, 5.0)
+# An unclamped intensity head's believable values: the 0-5 scale plus a full scale of slack either side.
+AU_INTENSITY_TOLERATED = (-5.0, 10.0)
 PSPI_RANGE = (0.0, 16.0)
 
 
@@ -32,7 +35,7 @@ def head_range(head: HeadSpec) -> tuple[float, float] | None:
     if head.activation == "tanh":
         return (-1.0, 1.0)
     if head.kind == "au_intensity":
-        return AU_INTENSITY_RANGE
+        return AU_INTENSITY_TOLERATED
     return None
 
 
@@ -41,7 +44,11 @@ def _label(head: HeadSpec, column: int) -> str:
 
 
 def values_problem(
-    name: str, values: np.ndarray, bounds: tuple[float, float] | None, head: HeadSpec | None
+    name: str,
+    values: np.ndarray,
+    bounds: tuple[float, float] | None,
+    head: HeadSpec | None,
+    slack_fraction: float = RANGE_SLACK,
 ) -> str | None:
     """What is wrong with one face's ``values`` of head ``name`` (None: nothing)."""
     values = np.asarray(values, np.float64).reshape(-1)
@@ -51,7 +58,7 @@ def values_problem(
         return f"{name}: {bad.size} non-finite value(s) ({first}={values[bad[0]]})"
     if bounds is not None:
         low, high = bounds
-        slack = RANGE_SLACK * (high - low)
+        slack = slack_fraction * (high - low)
         outside = np.flatnonzero((values < low - slack) | (values > high + slack))
         if outside.size:
             first = _label(head, int(outside[0])) if head is not None else name
@@ -68,7 +75,10 @@ def output_problems(card: ModelCard, outputs: HeadOutputs) -> list[str | None]:
     for row in range(rows):
         problem = None
         for head in card.heads:
-            problem = values_problem(head.name, outputs[head.name][row], head_range(head), head)
+            bounds = head_range(head)
+            unclamped_intensity = head.kind == "au_intensity" and head.activation == "none"
+            slack = 0.0 if unclamped_intensity else RANGE_SLACK  # its bounds hold a full scale of slack
+            problem = values_problem(head.name, outputs[head.name][row], bounds, head, slack)
             if problem:
                 break
         if problem is None and "pspi" in outputs:

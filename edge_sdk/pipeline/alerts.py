@@ -3,9 +3,14 @@
 The monitor never says "no pain" without evidence: ``clear`` needs a finite score of a face seen within
 ``face_lost_after_s``, and every way of not knowing is a state of its own. States (:class:`PainState`):
 
-- ``unknown``: no frame scored yet (the start of a run, or after the signal came back).
+- ``unknown``: no frame scored yet (the start of a run, or after the signal came back). After any (re)start
+  (run start, signal back, face found, fault recovered, baseline done) the first score leaves ``unknown`` for
+  ``clear`` only when it is below ``threshold``; at or above it the state stays ``unknown`` until the raise
+  timer fires ``alert`` (or the score drops). An alert interrupted by signal loss (``alert_interrupted``)
+  resumes at once (``alert_resumed``) if the first score after the return is still >= ``clear_threshold``.
 - ``unavailable``: the model has no AU-intensity head, so there is no PSPI at all.
-- ``calibrating``: collecting the patient's neutral baseline (first ``baseline_s`` seconds with a face).
+- ``calibrating``: collecting the patient's neutral baseline (first ``baseline_s`` seconds with a face). A
+  baseline at or above ``clear_threshold`` (taken during pain) is not used: ``baseline_rejected``, baseline 0.
 - ``clear``: a face is visible and the (smoothed, baseline-corrected) PSPI does not warrant an alert.
 - ``alert``: PSPI stayed >= ``threshold`` for ``raise_after_s``; it clears only after staying below
   ``clear_threshold`` (< threshold: hysteresis) for ``clear_after_s``.
@@ -16,8 +21,8 @@ The monitor never says "no pain" without evidence: ``clear`` needs a finite scor
 - ``fault``: the monitor itself is failing. The model or the detector failed, or gave non-finite or
   out-of-range outputs, for ``fault_after_s`` (a ``model_fault`` event marks the first bad frame; a good
   frame ends the episode with ``model_recovered`` and the state it interrupted resumes); or the result log
-  is failing (:meth:`PainMonitor.log_fault`). A log fault never hides an ``alert``: the pain alert stays
-  the state shown, and the fault is in ``PainStatus.fault`` and its own event.
+  is failing or the pipeline is stalled (:meth:`PainMonitor.log_fault`). Such a fault never hides an
+  ``alert``: the pain alert stays the state shown, and the fault is in ``PainStatus.fault`` and its own event.
 
 Bad frames are never scored: their pain is null and smoothing skips them. All durations are in seconds
 of the frame clock (media time for files, monotonic time for cameras), so behaviour does not depend on
@@ -139,8 +144,9 @@ SMOOTHERS: dict[str, type[Smoother]] = {"ema": EmaSmoother, "median": MedianSmoo
 # ---- the state machine -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PainEvent:
-    """A change the monitor reports: ``alert_raised``, ``alert_cleared``, ``face_lost``, ``face_found``,
-    ``baseline_captured``, ``model_fault`` (first bad frame of an episode), ``model_recovered``.
+    """A change the monitor reports: ``alert_raised``, ``alert_cleared``, ``alert_interrupted`` (signal lost
+    during an alert), ``alert_resumed``, ``face_lost``, ``face_found``, ``baseline_captured``,
+    ``baseline_rejected``, ``model_fault`` (first bad frame of an episode), ``model_recovered``.
 
     ``previous``/``state`` are the pain assessment's states before and after (a log fault shown over them
     is not part of it)."""
@@ -221,7 +227,11 @@ class PainMonitor:
         self._below_since: float | None = None
         self._no_signal = False
         self._model: FaultEpisode | None = None
-        self._log_problem: str | None = None
+        self._outside: dict[str, str] = {}  # source ("log", "watchdog") -> its problem (replaced, never mutated)
+        self._fresh = True  # the next scored face (re)starts the assessment (see _enter)
+        self._last_t: float | None = None  # the last frame's time
+        self._alert_since: float | None = None  # when the current alert was raised
+        self._interrupted: float | None = None  # an alert cut by signal loss: when it was raised
 
     # ---- what is shown -------------------------------------------------------------------------
     @property
@@ -229,7 +239,7 @@ class PainMonitor:
         """The state shown: a fault first (a log fault never over an alert), then no signal, then the pain state."""
         if self._model is not None and self._model.entered:
             return PainState.FAULT
-        if self._log_problem is not None and self._pain is not PainState.ALERT:
+        if self._outside and self._pain is not PainState.ALERT:
             return PainState.FAULT
         if self._no_signal:
             return PainState.NO_SIGNAL
@@ -241,8 +251,7 @@ class PainMonitor:
         parts = []
         if self._model is not None:
             parts.append(f"model: {self._model.problem}")
-        if self._log_problem is not None:
-            parts.append(f"log: {self._log_problem}")
+        parts += [f"{source}: {problem}" for source, problem in self._outside.items()]
         return "; ".join(parts)[:MAX_FAULT_CHARS] or None
 
     def _status(
@@ -261,6 +270,7 @@ class PainMonitor:
         ``face`` says a face was analysed without a fault (default: ``pspi is not None``; a model without
         pain passes it). Only such a frame ends a fault episode: a frame without a face proves nothing."""
         events: list[PainEvent] = []
+        self._last_t = t
         if self._looking_since is None or self._no_signal:
             self._looking_since = t  # the run starts, or frames are back: a new search for a face
             self._no_signal = False
@@ -277,47 +287,83 @@ class PainMonitor:
         if pspi is None:
             self._no_face(t, events)
             return self._status(events)
-        if self._pain is PainState.NO_FACE:
-            self._move(self._fresh_state(), "face_found", t, events)
-            self._smoother.reset()
-        elif self._pain is PainState.UNKNOWN:
-            self._pain = self._fresh_state()  # the first score: nothing was shown before it
+        if self._fresh:
             self._smoother.reset()
         self._last_face = t
         smoothed = self._smoother.update(t, pspi)
-        if self._pain is PainState.CALIBRATING:
-            self._calibrate(t, pspi, events)
-            return self._status(events, pspi, smoothed)
         score = max(0.0, smoothed - (self.baseline or 0.0))
+        if self._fresh:
+            self._fresh = False
+            self._enter(t, score, events)
+        if self._pain is PainState.CALIBRATING:
+            if not self._calibrate(t, pspi, smoothed, events):
+                return self._status(events, pspi, smoothed)
+            score = max(0.0, smoothed - (self.baseline or 0.0))
         self._hysteresis(t, score, events)
         return self._status(events, pspi, smoothed, score)
 
-    def signal_lost(self) -> None:
+    def signal_lost(self) -> list[PainEvent]:
         """The source is lost, frozen or absent: ``no_signal`` until the next frame, which starts over
-        from ``unknown`` (timers, smoothing and an unfinished baseline restart; a captured baseline stays)."""
+        from ``unknown`` (timers, smoothing and an unfinished baseline restart; a captured baseline stays).
+
+        Returns the events: ``alert_interrupted`` (at the last frame's time, with how long the alert had
+        lasted) when an alert was active."""
+        events: list[PainEvent] = []
         if self._no_signal:
-            return
+            return events
         self._no_signal = True
         if self.available:
+            if self._pain is PainState.ALERT:
+                t = self._last_t if self._last_t is not None else 0.0
+                since = self._alert_since if self._alert_since is not None else t
+                self._interrupted = since
+                detail = {"reason": "signal lost", "alert_since": since, "alert_s": round(t - since, 3)}
+                events.append(PainEvent("alert_interrupted", t, PainState.ALERT.value, PainState.UNKNOWN.value, detail))
             self._pain = PainState.UNKNOWN
         self._restart()
+        return events
 
-    def log_fault(self, problem: str | None) -> None:
-        """The result log is failing (``problem`` in words) or, with None, works again."""
-        self._log_problem = problem
+    def log_fault(self, problem: str | None, source: str = "log") -> None:
+        """A fault outside the model (``source``: the result log, or the runner's ``watchdog`` for a stalled
+        pipeline) in words or, with None, over."""
+        outside = dict(self._outside)  # replaced whole: the watchdog thread calls this too
+        if problem is None:
+            outside.pop(source, None)
+        else:
+            outside[source] = problem
+        self._outside = outside
 
     # ---- steps -------------------------------------------------------------------------------------
-    def _fresh_state(self) -> PainState:
-        return PainState.CALIBRATING if self._calibrating() else PainState.CLEAR
+    def _enter(self, t: float, score: float, events: list[PainEvent]) -> None:
+        """The first scored face after a (re)start: ``clear`` only below ``threshold`` (else ``unknown`` until
+        the raise timer fires); an alert cut by signal loss resumes while the score is >= ``clear_threshold``;
+        an alert that a model fault interrupted goes on."""
+        interrupted, self._interrupted = self._interrupted, None
+        if self._pain is PainState.ALERT:
+            return
+        if self._calibrating():
+            state = PainState.CALIBRATING
+        elif interrupted is not None and score >= self.settings.clear_threshold:
+            self._move(PainState.ALERT, "alert_resumed", t, events, score=round(score, 4), alert_since=interrupted)
+            return
+        else:
+            state = PainState.CLEAR if score < self.settings.threshold else PainState.UNKNOWN
+        if self._pain is PainState.NO_FACE:
+            self._move(state, "face_found", t, events)
+        else:
+            self._pain = state  # nothing but unknown (or a fault) was shown before it
 
     def _move(self, state: PainState, kind: str, t: float, events: list[PainEvent], **detail: Any) -> None:
         events.append(PainEvent(kind, t, self._pain.value, state.value, detail))
+        if state is PainState.ALERT:
+            self._alert_since = t if kind == "alert_raised" else self._alert_since
         self._pain = state
 
     def _restart(self) -> None:
         """Forget the timers and the smoothing history (and an unfinished baseline)."""
         self._above_since = self._below_since = None
         self._smoother.reset()
+        self._fresh = True
         if self._calibrating():  # an interrupted baseline restarts with the next face
             self._baseline_values.clear()
             self._baseline_start = None
@@ -335,6 +381,8 @@ class PainMonitor:
         episode.frames += 1
         if not episode.entered and t - episode.since >= self.settings.fault_after_s:
             episode.entered = True
+            if self._pain is PainState.CLEAR:  # its timers are gone: the return must prove clear again
+                self._pain = PainState.UNKNOWN
             self._restart()
 
     def _model_ok(self, t: float, events: list[PainEvent]) -> None:
@@ -352,26 +400,37 @@ class PainMonitor:
         since = max(self._looking_since, self._last_face if self._last_face is not None else self._looking_since)
         if t - since >= self.settings.face_lost_after_s:
             self._move(PainState.NO_FACE, "face_lost", t, events, last_face_at=self._last_face)
+            self._interrupted = None
             self._restart()
 
-    def _calibrate(self, t: float, pspi: float, events: list[PainEvent]) -> None:
+    def _calibrate(self, t: float, pspi: float, smoothed: float, events: list[PainEvent]) -> bool:
+        """Collect the baseline; True once it is done (captured, or rejected: taken during pain)."""
         if self._baseline_start is None:
             self._baseline_start = t
         self._baseline_values.append(pspi)
-        if t - self._baseline_start >= self.settings.baseline_s:
-            self.baseline = float(statistics.median(self._baseline_values))
-            self._move(
-                PainState.CLEAR,
-                "baseline_captured",
-                t,
-                events,
-                baseline=round(self.baseline, 4),
-                frames=len(self._baseline_values),
-            )
+        if t - self._baseline_start < self.settings.baseline_s:
+            return False
+        measured = float(statistics.median(self._baseline_values))
+        frames = len(self._baseline_values)
+        if measured >= self.settings.clear_threshold:  # a "neutral" face in pain would hide that pain
+            self.baseline = 0.0
+            kind = "baseline_rejected"
+            detail = {
+                "measured": round(measured, 4),
+                "frames": frames,
+                "reason": f"baseline {measured:g} >= clear_threshold {self.settings.clear_threshold:g}: not neutral",
+            }
+        else:
+            self.baseline = measured
+            kind, detail = "baseline_captured", {"baseline": round(measured, 4), "frames": frames}
+        score = max(0.0, smoothed - self.baseline)
+        state = PainState.CLEAR if score < self.settings.threshold else PainState.UNKNOWN
+        self._move(state, kind, t, events, **detail)
+        return True
 
     def _hysteresis(self, t: float, score: float, events: list[PainEvent]) -> None:
         s = self.settings
-        if self._pain is PainState.CLEAR:
+        if self._pain in (PainState.CLEAR, PainState.UNKNOWN):
             if score >= s.threshold:
                 self._above_since = t if self._above_since is None else self._above_since
                 if t - self._above_since >= s.raise_after_s:
@@ -381,6 +440,7 @@ class PainMonitor:
                     self._above_since = None
             else:
                 self._above_since = None
+                self._pain = PainState.CLEAR  # from unknown: the score is below the alert now
         elif self._pain is PainState.ALERT:
             if score < s.clear_threshold:
                 self._below_since = t if self._below_since is None else self._below_since

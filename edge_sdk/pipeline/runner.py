@@ -2,7 +2,8 @@
 
 The loop signals its own faults: a detector or model failure or bad outputs (``model_fault``), a sink that
 fails to write or reports itself unhealthy (``log_fault``, polled with :func:`sink_health` every
-``HEALTH_EVERY_S``, never blocking), and a source that is lost or frozen (``source_lost``: ``no_signal``).
+``HEALTH_EVERY_S``, never blocking), a frame stuck for ``watchdog_s`` (``pipeline_stalled``: a ``watchdog``
+fault until ``pipeline_recovered``), and a source that is lost or frozen (``source_lost``: ``no_signal``).
 Each one is an event, a stderr line and a state (:class:`~edge_sdk.pipeline.alerts.PainState`); the run's
 :class:`RunSummary` lists the faults, which make ``edge-sdk run`` exit non-zero.
 """
@@ -25,7 +26,10 @@ from edge_sdk.pipeline.sinks import Sink, SinkHealth, sink_health
 
 HEALTH_EVERY_S = 1.0  # how often the sinks' health is polled (a clock comparison per frame otherwise)
 IDLE_S = 0.5  # how often the loop wakes up while no frame arrives
-PAIN_NOTICES = frozenset({"alert_raised", "alert_cleared", "face_lost", "face_found"})
+PAIN_NOTICES = frozenset(
+    {"alert_raised", "alert_cleared", "alert_interrupted", "alert_resumed"}
+    | {"face_lost", "face_found", "baseline_rejected"}
+)
 
 
 @dataclass
@@ -58,7 +62,8 @@ class RunSummary:
     alerts_raised: int = 0
     final_state: str = ""
     stopped_by: str = "end of source"
-    faults: dict[str, str] = field(default_factory=dict)  # "model" / "log" -> the run's first problem of that kind
+    # "model" / "watchdog" -> the run's first problem of that kind; "log" -> its first, or the one at close
+    faults: dict[str, str] = field(default_factory=dict)
     log_rows_dropped: int = 0  # result rows the sinks dropped or failed to write
 
     @property
@@ -173,12 +178,14 @@ class Pipeline:
 
     def on_capture_event(self, event: CaptureEvent) -> None:
         """A capture event (delivered on the loop's thread): lost/frozen sources are ``no_signal``."""
-        if event.kind == "source_lost":
-            self.pain.signal_lost()
+        pain_events = self.pain.signal_lost() if event.kind == "source_lost" else []
         if event.kind in ("source_lost", "source_restored"):
             detail = f" after {event.detail['gap_s']} s" if "gap_s" in event.detail else ""
             self.notice(f"capture: {event.kind.replace('_', ' ')}{detail} ({event.detail.get('reason', '')})".rstrip())
         self.emit_event(event.to_record())
+        for pain_event in pain_events:  # an alert cut by the loss (never silent)
+            self.emit_event(pain_event.to_record())
+            self._announce_event(pain_event)
         self._announce_state()
 
     def _announce_state(self) -> None:
@@ -247,7 +254,8 @@ class Pipeline:
     def check_sinks(self, now: float | None = None, announce: bool = True) -> None:
         """Poll every sink (never blocks). A problem starts a ``log_fault`` episode (one event, the ``fault``
         state); its end is ``log_recovered``. Dropped and unwritten rows are counted in both and the summary.
-        ``announce=False`` (sinks closed) only records the fault in the summary and on stderr."""
+        ``announce=False`` (sinks closed) only records the fault in the summary and on stderr: this last poll's
+        problem replaces the summary's log fault (rows lost at close are in it)."""
         now = time.monotonic() if now is None else now
         self._health_at = now
         problems, dropped, pending = self._sink_problems()
@@ -257,6 +265,8 @@ class Pipeline:
         problem = "; ".join(problems)[:MAX_PROBLEM_CHARS] or None
         if problem is not None:
             self.pain.log_fault(problem)
+            if not announce:  # the final poll, sinks closed: what the log finally lost is the run's log fault
+                self.summary.faults["log"] = problem
             if self._log_fault_since is None:
                 self._log_fault_since = now
                 self.summary.faults.setdefault("log", problem)
@@ -264,6 +274,8 @@ class Pipeline:
                 if announce:
                     event = {"event": "log_fault", "timestamp": now, "problem": problem}
                     self.emit_event({**event, "dropped": dropped, "pending": pending})
+            elif not announce:
+                self.notice(f"log: FAULT at close: {problem} ({dropped} row(s) dropped in this run)")
         elif self._log_fault_since is not None:
             fault_s = round(now - self._log_fault_since, 3)
             self._log_fault_since = None
@@ -306,8 +318,10 @@ class Pipeline:
         if self._stalled and started is not None:
             self._stalled = False
             stalled = round(time.monotonic() - started, 3)
+            self.pain.log_fault(None, source="watchdog")
             self.notice(f"watchdog: processing resumed after {stalled} s")
             self.emit_event({"event": "pipeline_recovered", "timestamp": time.monotonic(), "stalled_s": stalled})
+            self._announce_state()
 
     def _watchdog(self) -> None:
         period = min(1.0, self.watchdog_s / 4)
@@ -319,10 +333,15 @@ class Pipeline:
             busy = time.monotonic() - started
             if busy >= self.watchdog_s:
                 self._stalled = True
-                self.notice(f"watchdog: one frame has been in '{self._stage}' for {busy:.1f} s (backend stuck?)")
+                stage = self._stage
+                problem = f"pipeline stalled: one frame in '{stage}' for {busy:.1f} s"
+                self.pain.log_fault(problem, source="watchdog")  # the fault state (never over an alert)
+                self.summary.faults.setdefault("watchdog", problem)  # a fault of the run: exit 1
+                self.notice(f"watchdog: one frame has been in '{stage}' for {busy:.1f} s (backend stuck?)")
                 self.emit_event(
-                    {"event": "pipeline_stalled", "timestamp": time.monotonic(), "stage": self._stage, "busy_s": busy}
+                    {"event": "pipeline_stalled", "timestamp": time.monotonic(), "stage": stage, "busy_s": busy}
                 )
+                self._announce_state()
 
     def _waiting_notice(self) -> None:
         """The status line's stand-in while no frame arrives (camera unplugged, stream down)."""

@@ -6,6 +6,7 @@ This matches the encrypted private log (``edge_sdk.store``), so any of them can 
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -15,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, BinaryIO, Protocol, TextIO
 
 from edge_sdk.errors import InputError
 
@@ -69,7 +70,8 @@ class JsonLinesSink:
 
     Plain text, for bench tests only: the file is created 0600 and holds what the encrypted log holds, no more
     (:func:`minimised`). A folder or file that cannot be written is an :class:`InputError` naming it; a write
-    that fails later (disk full) drops the row, counts it and turns :meth:`health` into a fault.
+    that fails later (disk full) drops the row, counts it and turns :meth:`health` into a fault. Every row is
+    one unbuffered write, so a failure is known (and counted) for that row, never for a buffer of rows later.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -85,7 +87,7 @@ class JsonLinesSink:
             ) from None
         if stat.S_ISREG(os.fstat(fd).st_mode):
             os.fchmod(fd, 0o600)  # an existing file keeps no wider mode
-        self._file: TextIO | None = os.fdopen(fd, "a", encoding="utf-8")
+        self._file: BinaryIO | None = os.fdopen(fd, "ab", buffering=0)  # unbuffered: a lost row is known at once
         self.records = 0
         self.dropped = 0
         self._problem = ""
@@ -95,10 +97,13 @@ class JsonLinesSink:
             return
         line = {"kind": kind, "timestamp": timestamp if timestamp is not None else record.get("timestamp")}
         line.update(record)
+        data = memoryview((json.dumps(minimised(line), separators=(",", ":"), allow_nan=False) + "\n").encode())
         try:
-            self._file.write(json.dumps(minimised(line), separators=(",", ":"), allow_nan=False) + "\n")
-            if kind == "event":
-                self._file.flush()
+            while data:  # an unbuffered write may take only part of the line
+                written = self._file.write(data)
+                if not written:
+                    raise OSError(errno.EIO, "the write made no progress")
+                data = data[written:]
         except OSError as exc:
             self._failed(exc, rows=1)
             return

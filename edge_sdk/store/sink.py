@@ -173,7 +173,11 @@ class EncryptedLogSink:
         from edge_sdk.pipeline.sinks import SinkHealth  # lazily: edge_sdk.pipeline loads OpenCV
 
         h = self.writer.health
-        return SinkHealth(ok=h.fault is None, problem=h.fault or "", dropped=h.dropped, pending=h.waiting)
+        dropped = h.dropped + h.lost_at_close  # every row that will never be on disk, whenever it was lost
+        problem = h.fault or ""
+        if h.lost_at_close and f"{h.lost_at_close} rows NOT committed" not in problem:
+            problem = f"{problem}; log closed with {h.lost_at_close} rows NOT committed".lstrip("; ")
+        return SinkHealth(ok=not problem, problem=problem, dropped=dropped, pending=h.waiting)
 
     def writer_health(self) -> WriterHealth:
         """The writer in detail: committed/waiting/dropped/purged counts, storage error, fault."""
