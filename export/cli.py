@@ -1,7 +1,10 @@
 """``edge-sdk export``: prune and quantize a multitask model to INT8 for each target, with per-head fidelity gates.
 
-Exit codes: 0 every artifact passed its gates; 1 an artifact failed a gate (the report says which head and
-by how much); 2 bad input (printed as ``error: ...`` by the dispatcher).
+Each target is exported and validated in its own child process (:mod:`export.isolation`): a native crash,
+a hang or an exception fails that target only, and the report is always written.
+
+Exit codes: 0 every artifact passed its gates; 1 an artifact failed a gate or a target failed (the report says
+which head and by how much, or why); 2 bad input (printed as ``error: ...`` by the dispatcher).
 """
 
 from __future__ import annotations
@@ -75,6 +78,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--threads", type=int, help="inference threads for fidelity and latency")
     parser.add_argument("--latency-runs", type=int)
+    parser.add_argument(
+        "--target-timeout",
+        dest="target_timeout_s",
+        type=float,
+        help="seconds one target's export may take in its child process before it is marked failed (default 1800)",
+    )
     parser.add_argument("--detector", default="auto", help="face detector for calibration: auto, yunet, haar, none")
     parser.add_argument("--detector-model", help="path to a YuNet .onnx (e.g. ../shared/models/yunet/...)")
     parser.add_argument("--cache-dir", type=Path, help="calibration crop cache (default ~/.cache/edge_sdk)")

@@ -23,10 +23,11 @@ from edge_sdk.contract.card import ExportInfo, ModelCard
 from edge_sdk.contract.card_io import sha256_file
 from edge_sdk.contract.processing import HeadOutputs, preprocess
 from edge_sdk.errors import InputError
-from edge_sdk.targets import TARGETS
+from edge_sdk.targets import TARGETS, Target
 from export.calibration import DEFAULT_CALIB_SIZE, SYNTHETIC_SOURCE, CropSet, calibration_crops, heldout_crops
 from export.exporters import Exported, ExportJob, exporter_for
 from export.fidelity import DEFAULT_GATES, Gate, apply_gates, compare
+from export.isolation import MAX_TIMEOUT_S, MIN_TIMEOUT_S, TargetTask, run_isolated
 from export.pruning import DEFAULT_ROUND_TO, DEFAULT_STEPS
 
 DISTILL_SYNTHETIC_SEED = 8001  # unlabelled rendered faces added to distillation; disjoint from held-out
@@ -63,6 +64,7 @@ class ExportOptions:
     cache_dir: Path | None = None
     progress: bool = True
     machine: str = ""
+    target_timeout_s: float = 1800.0  # per target, in a child process; past it the target is marked hung
 
 
 def parse_targets(text: str | list[str]) -> list[str]:
@@ -213,7 +215,7 @@ def _artifact_card(
 
 
 def _evaluate(
-    target: str,
+    target: Target,
     exported: Exported,
     card: ModelCard,
     heldout: np.ndarray,
@@ -231,8 +233,8 @@ def _evaluate(
     fp32_ms = latency_ms(exported.fp32_reference, options.threads, options.latency_runs, heldout)
     info = backend.info
     return {
-        "target": target,
-        "format": TARGETS[target].artifact_format,
+        "target": target.name,
+        "format": target.artifact_format,
         "files": [f.name for f in exported.files],
         "backend": f"{info.backend} {info.runtime_version} ({info.device})",
         "size_bytes": size,
@@ -261,6 +263,10 @@ def run_export(options: ExportOptions) -> dict[str, Any]:
         raise InputError(f"--prune {options.prune}: expected a fraction of channels in [0, 1)")
     if options.round_to is not None and options.round_to < 1:
         raise InputError(f"--round-to {options.round_to}: expected a channel multiple >= 1 (0 turns rounding off)")
+    if not MIN_TIMEOUT_S <= options.target_timeout_s <= MAX_TIMEOUT_S:
+        raise InputError(
+            f"--target-timeout {options.target_timeout_s}: expected seconds in [{MIN_TIMEOUT_S:g}, {MAX_TIMEOUT_S:g}]"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
     work = Path(tempfile.mkdtemp(prefix="edge-sdk-export-"))
@@ -376,11 +382,11 @@ def _run(options: ExportOptions, targets: list[str], staging: Path, work: Path, 
             max_drop=options.max_drop,
         )
         job.work.mkdir(parents=True, exist_ok=True)
-        exported = exporter_for(target)(job)
-        row = _evaluate(target, exported, job.card, heldout, ref, fp32_size, params, options)
+        task = TargetTask(TARGETS[target], job, ref, fp32_size, params, replace(options, detector=None))
+        row = run_isolated(task, options.target_timeout_s)  # a crash, hang or exception -> a failed row
         row["export_s"] = round(time.perf_counter() - t0, 1)
         rows.append(row)
-        _log(f"[{target}] {row['status']}: " + "; ".join(g["message"] for g in row["gates"]))
+        _log(f"[{target}] {row['status']}: " + (row.get("reason") or "; ".join(g["message"] for g in row["gates"])))
     report = {
         "model": {
             "name": card.name,

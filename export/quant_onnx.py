@@ -23,6 +23,8 @@ MIN_TENSORRT_OPSET = 13
 CALIB_BATCH = 16
 # Ops whose weight input must be per-channel for TensorRT's explicit quantization to pick int8 kernels.
 PER_CHANNEL_OPS = ("Conv", "ConvTranspose")
+# Ops whose input 1 is a weight, held to the scheme's weight rules (int8, zero point 0).
+WEIGHT_OPS = (*PER_CHANNEL_OPS, "Gemm", "MatMul")
 
 
 @dataclass(frozen=True)
@@ -172,9 +174,12 @@ def _initializers(model: Any) -> dict[str, np.ndarray]:
 def check_qdq(onnx_path: Path, scheme: QdqScheme) -> dict[str, Any]:
     """Prove the QDQ properties of a quantized file; raise ArtifactError naming the first violation.
 
-    Checks: opset >= 13; every Q/DQ zero point has the scheme's dtype (weights int8); zero points are all 0
-    when activations are symmetric; every Conv weight is dequantized per-channel (1-D scale, one per output
-    channel); every Conv reads quantized activations. Returns counts for the report.
+    Checks: opset >= 13; every Q/DQ has a constant, positive scale and a constant zero point; activations
+    have the scheme's dtype, with zero points all 0 when activations are symmetric; weights (the constant
+    read as input 1 of Conv/ConvTranspose/Gemm/MatMul) are int8 with zero point 0; every Conv weight is
+    dequantized per-channel (1-D scale, one per output channel); every Conv reads quantized activations.
+    Other constants (biases, Mul/Add/Sub/Div operands such as in-graph normalisation) may have any integer
+    type but must match their zero point's type. Returns counts for the report.
     """
     import onnx
 
@@ -185,22 +190,28 @@ def check_qdq(onnx_path: Path, scheme: QdqScheme) -> dict[str, Any]:
         raise ArtifactError(f"{where}: opset {opset} < {MIN_TENSORRT_OPSET} (QDQ per-channel needs opset 13)")
     inits = _initializers(model)
     producers = {out: node for node in model.graph.node for out in node.output}
+    weights = _weight_tensors(model)
     act_dtype = np.dtype(scheme.activation)
     counts = {"quantize": 0, "dequantize": 0, "per_channel_weights": 0, "per_tensor_weights": 0, "conv": 0}
+    counts["other_constants"] = 0
     for node in model.graph.node:
         if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
             continue
         counts["quantize" if node.op_type == "QuantizeLinear" else "dequantize"] += 1
-        if len(node.input) < 3 or node.input[2] not in inits:
-            raise ArtifactError(f"{where}: {node.op_type} {node.name!r} has no constant zero point")
-        zero_point = inits[node.input[2]]
-        is_weight = node.op_type == "DequantizeLinear" and node.input[0] in inits
-        expected = np.dtype("int8") if is_weight else act_dtype
-        if zero_point.dtype != expected and not (node.input[0] in inits and zero_point.dtype == np.int32):
+        zero_point = _checked_zero_point(node, inits, where)
+        constant = node.op_type == "DequantizeLinear" and node.input[0] in inits
+        if constant and node.output[0] not in weights:
+            data = inits[node.input[0]]
+            if data.dtype != zero_point.dtype:
+                raise ArtifactError(f"{where}: {node.name!r} data is {data.dtype} but zero point is {zero_point.dtype}")
+            counts["other_constants"] += 1
+            continue
+        expected = np.dtype("int8") if constant else act_dtype
+        if zero_point.dtype != expected:
             raise ArtifactError(f"{where}: {node.name!r} zero point is {zero_point.dtype}, expected {expected}")
-        if (is_weight or scheme.symmetric_activations) and np.any(zero_point != 0):
+        if (constant or scheme.symmetric_activations) and np.any(zero_point != 0):
             raise ArtifactError(f"{where}: {node.name!r} has a non-zero zero point (not symmetric)")
-        if is_weight:
+        if constant:
             per_channel = inits[node.input[1]].size > 1
             counts["per_channel_weights" if per_channel else "per_tensor_weights"] += 1
     for node in model.graph.node:
@@ -223,6 +234,27 @@ def check_qdq(onnx_path: Path, scheme: QdqScheme) -> dict[str, Any]:
     if counts["conv"] == 0 or counts["quantize"] == 0:
         raise ArtifactError(f"{where}: no quantized convolutions found; this is not a QDQ INT8 model")
     return {"opset": opset, "activations": scheme.activation, "symmetric": scheme.symmetric_activations, **counts}
+
+
+def _weight_tensors(model: Any) -> set[str]:
+    """Tensors read as the weight (input 1) of a Conv/ConvTranspose/Gemm/MatMul: the ones the scheme's
+    weight rules apply to. Biases and the operands of other ops (Mul/Add scalars, shapes) are not weights."""
+    return {node.input[1] for node in model.graph.node if node.op_type in WEIGHT_OPS and len(node.input) > 1}
+
+
+def _checked_zero_point(node: Any, inits: dict[str, np.ndarray], where: str) -> np.ndarray:
+    """The constant zero point of a Q/DQ node, after checking its scale is constant, finite and positive."""
+    if len(node.input) < 3 or node.input[2] not in inits:
+        raise ArtifactError(f"{where}: {node.op_type} {node.name!r} has no constant zero point")
+    scale = inits.get(node.input[1])
+    if scale is None:
+        raise ArtifactError(f"{where}: {node.op_type} {node.name!r} has no constant scale")
+    if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
+        raise ArtifactError(f"{where}: {node.name!r} scale is not positive and finite")
+    zero_point = inits[node.input[2]]
+    if zero_point.dtype.kind not in "iu":
+        raise ArtifactError(f"{where}: {node.name!r} zero point is {zero_point.dtype}, not an integer type")
+    return zero_point
 
 
 def trtexec_command(onnx_name: str, card: ModelCard, batch: int = 1) -> str:

@@ -60,6 +60,8 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         "## Gates",
     ]
     for row in report["rows"]:
+        if row.get("reason"):
+            lines.append(f"- {row['target']}: **{row['status']}** {row['reason']}")
         for gate in row.get("gates", []):
             lines.append(f"- {row['target']}: **{gate['status']}** {gate['message']}")
     for row in report["rows"]:
