@@ -14,7 +14,7 @@ PACKAGE = REPO / "edge_sdk"
 
 # Lowest first. A part is a subpackage or top-level module of edge_sdk.
 LAYERS: list[set[str]] = [
-    {"version", "errors", "cpu", "targets", "contract", "capture"},  # what everything may use
+    {"version", "errors", "cpu", "targets", "contract", "capture", "privacy"},  # what everything may use
     {"backend"},  # runs a model file, given its card
     {"model", "models_registry"},  # FaceModel and model names; pulled public models
     {"face"},  # detection and alignment

@@ -32,7 +32,8 @@ from edge_sdk.model.face_model import DEMO_MODEL
 from edge_sdk.pipeline.alerts import PainSettings
 from edge_sdk.pipeline.config import OPTIONS, CaptureSettings, DetectorSettings, LogSettings, RunConfig
 from edge_sdk.pipeline.result import FrameResult
-from edge_sdk.pipeline.sinks import EXCLUDED_FIELDS, JsonLinesSink
+from edge_sdk.pipeline.sinks import JsonLinesSink
+from edge_sdk.privacy import EXCLUDED_FIELDS
 from edge_sdk.store import EncryptedLogSink
 from edge_sdk.store.db import LogDatabase
 from edge_sdk.store.keys import read_key_file
@@ -377,7 +378,7 @@ def test_jsonl_log_is_private_and_holds_what_the_encrypted_log_holds(tmp_path: P
     ours = {record["timestamp"] for _, record in records}  # (the store adds session events of its own)
     stored = [(r.kind, r.record) for r in read_records(db) if r.record.get("timestamp") in ours]
     assert [(line.pop("kind"), line) for line in lines] == stored
-    assert "landmarks" not in jsonl.path.read_text() and EXCLUDED_FIELDS == DEFAULT_EXCLUDED_FIELDS
+    assert "landmarks" not in jsonl.path.read_text() and DEFAULT_EXCLUDED_FIELDS is EXCLUDED_FIELDS
 
 
 # ---- a stdout reader that goes away -------------------------------------------------------------------

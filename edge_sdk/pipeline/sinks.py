@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol, TextIO
 
 from edge_sdk.errors import InputError
+from edge_sdk.privacy import EXCLUDED_FIELDS  # what the encrypted log drops too
 
 
 class Sink(Protocol):
@@ -44,11 +45,6 @@ def sink_health(sink: object) -> SinkHealth:
     """``sink.health()`` when the sink has one (it must not block), else healthy."""
     health = getattr(sink, "health", None)
     return health() if callable(health) else SinkHealth()
-
-
-#: Fields the encrypted log drops before sealing (``edge_sdk.store.records.DEFAULT_EXCLUDED_FIELDS``): the
-#: plain JSON-lines log holds no more than it. Landmark geometry is face biometry pain monitoring does not need.
-EXCLUDED_FIELDS: frozenset[str] = frozenset({"landmarks"})
 
 
 def minimised(value: Any) -> Any:

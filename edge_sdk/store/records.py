@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from edge_sdk.errors import InputError
+from edge_sdk.privacy import EXCLUDED_FIELDS
 
 #: Row kinds callers may write, and the ones the store writes itself.
 PUBLIC_KINDS: frozenset[str] = frozenset({"frame", "alert", "event"})
@@ -74,9 +75,8 @@ def _value(value: object, path: str, depth: int, exclude: frozenset[str] = froze
     raise _reject(path, f"type {type(value).__name__} is not a number, label, list or mapping")
 
 
-#: Fields dropped by default before sealing (data minimisation): landmark geometry is face biometry
-#: that pain monitoring does not need once the AUs are computed.
-DEFAULT_EXCLUDED_FIELDS: frozenset[str] = frozenset({"landmarks"})
+#: Fields dropped by default before sealing (data minimisation; the same list as the JSON-lines log's).
+DEFAULT_EXCLUDED_FIELDS: frozenset[str] = EXCLUDED_FIELDS
 
 
 def _mapping(record: Mapping, path: str, depth: int, exclude: frozenset[str] = frozenset()) -> dict[str, object]:
