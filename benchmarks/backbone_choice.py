@@ -25,10 +25,10 @@ import numpy as np
 
 from edge_sdk.bench.timing import latency_stats, time_interleaved
 from edge_sdk.contract.card import Provenance
-from export.network import BACKBONES, INPUT_NAME, INPUT_SIZE, build_network, count_params, reference_card
-from export.onnx_io import export_onnx
-from export.pruning import count_ops
-from export.synthetic import render_dataset
+from edge_sdk_export.network import BACKBONES, INPUT_NAME, INPUT_SIZE, build_network, count_params, reference_card
+from edge_sdk_export.onnx_io import export_onnx
+from edge_sdk_export.pruning import count_ops
+from edge_sdk_export.synthetic import render_dataset
 
 CALIBRATION_FACES = 48
 RUNTIMES = ("onnxruntime", "openvino", "litert")
@@ -109,8 +109,8 @@ def openvino_runner(model: object) -> Callable[[np.ndarray], object]:
 def litert_models(fp32: Path, work: Path, calib: list[np.ndarray]) -> tuple[Path, Path]:
     """FP32 and full-integer INT8 ``.tflite`` of ``fp32`` via the export package's onnx2tf path."""
     from edge_sdk.model import load_card
-    from export.convert import onnx_to_tflite_fp32
-    from export.quant_tflite import quantize_tflite
+    from edge_sdk_export.convert import onnx_to_tflite_fp32
+    from edge_sdk_export.quant_tflite import quantize_tflite
 
     tflite_fp32 = onnx_to_tflite_fp32(fp32, work)
     tflite_int8, _card = quantize_tflite(

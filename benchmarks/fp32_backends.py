@@ -31,8 +31,8 @@ def _median_ms(run: Callable[[np.ndarray], object], x: np.ndarray, runs: int) ->
 
 
 def main() -> None:
-    from export.convert import onnx_to_openvino_fp32, onnx_to_tflite_fp32
-    from export.synthetic import render_dataset
+    from edge_sdk_export.convert import onnx_to_openvino_fp32, onnx_to_tflite_fp32
+    from edge_sdk_export.synthetic import render_dataset
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", nargs="?", default=str(DEMO_MODEL))

@@ -64,7 +64,7 @@ def export_folders(fresh: bool) -> dict[str, Path]:
 def fp32_references(fresh: bool) -> list[Path]:
     """FP32 .tflite and IR of the demo model (the export folder keeps only INT8 and the pruned FP32 ONNX)."""
     from edge_sdk.model.face_model import DEMO_MODEL
-    from export.convert import onnx_to_openvino_fp32, onnx_to_tflite_fp32
+    from edge_sdk_export.convert import onnx_to_openvino_fp32, onnx_to_tflite_fp32
 
     # One folder per format: model.tflite and model.xml would share one sidecar card name.
     tflite, openvino = WORK / "fp32_tflite", WORK / "fp32_openvino"

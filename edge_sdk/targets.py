@@ -11,7 +11,7 @@ The CLI's ``--target`` choices, ``edge-sdk export``, ``edge-sdk benchmark``, ``e
 the backend loader all read these rows and nothing else.
 
 * Adding a target whose format exists = one row in ``TARGETS`` + one export function (anywhere
-  importable; ``export/exporters.py`` for ours) + a device check (reuse :func:`~edge_sdk.bench.machine.
+  importable; ``edge_sdk_export/exporters.py`` for ours) + a device check (reuse :func:`~edge_sdk.bench.machine.
   any_cpu_verdict` or write one).
 * Adding a format = one backend module (a :class:`~edge_sdk.backend.base.Backend` subclass) + one row
   in ``FORMATS``.
@@ -125,7 +125,7 @@ TARGETS: dict[str, Target] = {
             format_name="onnx",
             quantization="QDQ ONNX, symmetric int8 activations and per-channel int8 weights "
             "(TensorRT explicit quantization)",
-            exporter="export.exporters:export_jetson",
+            exporter="edge_sdk_export.exporters:export_jetson",
             device_check="edge_sdk.bench.machine:jetson_verdict",
             providers=("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
             device_hints=(
@@ -138,7 +138,7 @@ TARGETS: dict[str, Target] = {
             device="Raspberry Pi 4/5 (LiteRT + XNNPACK)",
             format_name="tflite",
             quantization="TFLite full-integer: int8 weights and activations, int8 input/output",
-            exporter="export.exporters:export_rpi",
+            exporter="edge_sdk_export.exporters:export_rpi",
             device_check="edge_sdk.bench.machine:rpi_verdict",
             device_hints=(
                 "Pi: set the CPU governor to performance: "
@@ -151,7 +151,7 @@ TARGETS: dict[str, Target] = {
             device="Intel CPU/GPU/NPU (OpenVINO)",
             format_name="openvino",
             quantization="OpenVINO IR INT8 via NNCF post-training quantization",
-            exporter="export.exporters:export_openvino",
+            exporter="edge_sdk_export.exporters:export_openvino",
             device_check="edge_sdk.bench.machine:openvino_verdict",
             device_hints=("OpenVINO: set the power plan to performance; `benchmark_app` gives a second opinion.",),
             fp32_parent_suffixes=(".onnx",),  # OpenVINO reads ONNX itself
@@ -161,7 +161,7 @@ TARGETS: dict[str, Target] = {
             device="Any x86/ARM CPU (ONNX Runtime)",
             format_name="onnx",
             quantization="QDQ ONNX, uint8 activations and per-channel int8 weights (ONNX Runtime CPU)",
-            exporter="export.exporters:export_cpu",
+            exporter="edge_sdk_export.exporters:export_cpu",
             device_check="edge_sdk.bench.machine:any_cpu_verdict",
             providers=("CPUExecutionProvider",),
         ),

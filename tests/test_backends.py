@@ -44,7 +44,7 @@ def demo_onnx() -> Path:
 
 @pytest.fixture(scope="session")
 def converted(demo_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Converted:
-    from export.convert import onnx_to_openvino_fp32, onnx_to_tflite_fp32
+    from edge_sdk_export.convert import onnx_to_openvino_fp32, onnx_to_tflite_fp32
 
     out = tmp_path_factory.mktemp("converted")
     before = sha256_file(demo_onnx)
@@ -60,7 +60,7 @@ def converted(demo_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Conv
 
 @pytest.fixture(scope="session")
 def faces(demo_onnx: Path) -> list[np.ndarray]:
-    from export.synthetic import render_dataset
+    from edge_sdk_export.synthetic import render_dataset
 
     size = load_card(demo_onnx).input.height
     return list(render_dataset(N_FACES, seed=2024, size=size).images)
@@ -177,7 +177,7 @@ def int8_tflite(tmp_path_factory: pytest.TempPathFactory):  # -> (artifact, floa
     """A tiny full-integer (int8 in/out) .tflite built with the TFLite converter, with a sidecar card."""
     import tensorflow as tf
 
-    from export.artifacts import write_sidecar
+    from edge_sdk_export.artifacts import write_sidecar
 
     rng = np.random.default_rng(0)
     kernel = tf.constant(rng.normal(0, 0.3, (3, 3, 3, 4)).astype(np.float32))
@@ -233,7 +233,7 @@ def test_litert_int8_quantizes_input_and_dequantizes_output(int8_tflite) -> None
 
 
 def test_litert_int8_card_scale_must_match_the_interpreter(int8_tflite, tmp_path: Path) -> None:
-    from export.artifacts import write_sidecar
+    from edge_sdk_export.artifacts import write_sidecar
 
     path, _, card = int8_tflite
     copy = tmp_path / path.name
@@ -274,7 +274,7 @@ def test_prepare_input_quantizes_against_the_card(dtype: type, zero_point: int) 
 
 def test_export_checks_int8_tflite_through_the_backend_path(int8_tflite) -> None:
     """export.quant_tflite validates its int8 file with the LiteRT backend's input and output handling."""
-    from export.quant_tflite import _run_int8
+    from edge_sdk_export.quant_tflite import _run_int8
 
     path, _, card = int8_tflite
     batch = np.random.default_rng(3).random((3, 3, 16, 16), np.float32)

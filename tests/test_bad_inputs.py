@@ -14,7 +14,7 @@ import pytest
 from edge_sdk.errors import ArtifactError, ContractError, EdgeSdkError, InputError
 from edge_sdk.model import load_card, sidecar_path
 from edge_sdk.model.face_model import DEMO_MODEL, FaceModel
-from export.artifacts import write_sidecar
+from edge_sdk_export.artifacts import write_sidecar
 
 REPO = Path(__file__).resolve().parents[1]
 

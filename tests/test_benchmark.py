@@ -37,11 +37,11 @@ ROW_KEYS = {
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small multi-target export folder (the layout the benchmark scans) with a report.json."""
-    from export.artifacts import write_sidecar
-    from export.convert import onnx_to_openvino_fp32, onnx_to_tflite_fp32
-    from export.quant_onnx import ORT_CPU_SCHEME, TENSORRT_SCHEME, quantize_qdq
-    from export.quant_openvino import quantize_openvino
-    from export.quant_tflite import quantize_tflite
+    from edge_sdk_export.artifacts import write_sidecar
+    from edge_sdk_export.convert import onnx_to_openvino_fp32, onnx_to_tflite_fp32
+    from edge_sdk_export.quant_onnx import ORT_CPU_SCHEME, TENSORRT_SCHEME, quantize_qdq
+    from edge_sdk_export.quant_openvino import quantize_openvino
+    from edge_sdk_export.quant_tflite import quantize_tflite
 
     out = tmp_path_factory.mktemp("export")
     fp32 = build_multitask_onnx(out / "tiny_fp32.onnx", size=64)
@@ -60,7 +60,7 @@ def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     onnx_to_tflite_fp32(fp32, out / "rpi")
     tflite, tflite_card = quantize_tflite(fp32, out / "rpi" / "tiny_rpi_int8.tflite", int8_card("rpi"), calib)
     write_sidecar(tflite_card, [tflite])
-    # the shape of `edge-sdk export`'s report.json rows (export/pipeline.py)
+    # the shape of `edge-sdk export`'s report.json rows (edge_sdk_export/pipeline.py)
     report = {
         "rows": [{"target": "cpu", "files": ["tiny_cpu_int8.onnx"], "status": "passed", "expression_agreement": 0.97}]
     }

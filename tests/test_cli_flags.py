@@ -30,8 +30,8 @@ def test_benchmark_flags_cover_bench_config() -> None:
 
 
 def test_export_flags_cover_export_options() -> None:
-    from export.cli import add_arguments
-    from export.pipeline import ExportOptions
+    from edge_sdk_export.cli import add_arguments
+    from edge_sdk_export.pipeline import ExportOptions
 
     computed = {"distill_synthetic", "gates", "progress"}  # from --no-distill-synthetic, --gate, --no-progress
     unset = {"distill_synthetic_count"}  # no flag: the default always

@@ -17,7 +17,7 @@ from edge_sdk.contract.card import InputSpec
 from edge_sdk.errors import ContractError
 from edge_sdk.model import ModelCard, load_card, sha256_file, sidecar_path
 from edge_sdk.model.face_model import FaceModel
-from export.artifacts import write_sidecar
+from edge_sdk_export.artifacts import write_sidecar
 from tests.model_factory import HSEMOTION_LABELS, build_multitask_onnx, build_packed_onnx, multitask_card
 from tests.test_backends import int8_tflite  # noqa: F401 - a fixture (a tiny int8 .tflite with its card)
 
@@ -138,7 +138,7 @@ def test_head_reading_a_missing_tensor(tmp_path: Path) -> None:
 @pytest.fixture()
 def ir_artifact(tmp_path: Path) -> Path:
     """A real OpenVINO IR with its sidecar (conversion takes well under a second)."""
-    from export.convert import onnx_to_openvino_fp32
+    from edge_sdk_export.convert import onnx_to_openvino_fp32
 
     return onnx_to_openvino_fp32(build_multitask_onnx(tmp_path / "m.onnx"), tmp_path / "ir")
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pytest
 
-from export.pipeline import ExportOptions, run_export
+from edge_sdk_export.pipeline import ExportOptions, run_export
 from tests.conftest import SHARED, shared_file
 from tests.isa import int8_kernels
 

@@ -11,8 +11,8 @@ import pytest
 
 from edge_sdk.contract.card import AU_LABELS, EXPRESSION_LABELS
 from edge_sdk.model.face_model import DEMO_DIR, DEMO_MODEL, FaceModel
-from export.evaluate import evaluate
-from export.synthetic import render_dataset
+from edge_sdk_export.evaluate import evaluate
+from edge_sdk_export.synthetic import render_dataset
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 METRICS = DEMO_DIR / "metrics.json"
@@ -68,7 +68,7 @@ def test_demo_runs_on_a_real_photo_resized_whole(demo: FaceModel) -> None:
 
 def test_torch_weights_match_the_shipped_onnx(demo: FaceModel) -> None:
     torch = pytest.importorskip("torch")
-    from export.demo import load_demo_torch_model
+    from edge_sdk_export.demo import load_demo_torch_model
 
     model = load_demo_torch_model()
     faces = render_dataset(4, 7, 112).images

@@ -17,10 +17,10 @@ from edge_sdk.backend import load_backend
 from edge_sdk.contract.card_io import load_card, sha256_file
 from edge_sdk.model.face_model import DEMO_MODEL
 from edge_sdk.targets import TARGETS
-from export.exporters import exporter_for
-from export.fidelity import Gate, apply_gates, compare, parse_gates
-from export.pipeline import ExportOptions, run_export
-from export.quant_onnx import ORT_CPU_SCHEME, TENSORRT_SCHEME, check_qdq
+from edge_sdk_export.exporters import exporter_for
+from edge_sdk_export.fidelity import Gate, apply_gates, compare, parse_gates
+from edge_sdk_export.pipeline import ExportOptions, run_export
+from edge_sdk_export.quant_onnx import ORT_CPU_SCHEME, TENSORRT_SCHEME, check_qdq
 from tests.conftest import shared_file
 from tests.model_factory import HSEMOTION_LABELS, IMAGENET_MEAN, IMAGENET_STD, build_packed_onnx
 
@@ -206,7 +206,7 @@ def test_cli_exits_nonzero_when_a_gate_fails(tmp_path, capsys):
 def test_pruning_cuts_params_and_int8_size(tmp_path):
     import torch
 
-    from export.network import build_network
+    from edge_sdk_export.network import build_network
 
     torch.manual_seed(0)
     checkpoint = tmp_path / "net.pt"
@@ -247,8 +247,8 @@ def test_pruning_cuts_params_and_int8_size(tmp_path):
 def test_distillation_is_deterministic():
     import torch
 
-    from export.network import build_network
-    from export.pruning import prune_and_recover
+    from edge_sdk_export.network import build_network
+    from edge_sdk_export.pruning import prune_and_recover
 
     torch.manual_seed(0)
     net = build_network().eval()
@@ -261,7 +261,7 @@ def test_distillation_is_deterministic():
 def test_clamped_intensity_loss_ignores_what_clamping_hides():
     import torch
 
-    from export.pruning import _clamped_error
+    from edge_sdk_export.pruning import _clamped_error
 
     teacher = torch.tensor([-2.0, -2.0, 6.0, 6.0, 2.0])
     student = torch.tensor([-1.0, 0.5, 9.0, 4.0, 2.5])
@@ -272,8 +272,8 @@ def test_clamped_intensity_loss_ignores_what_clamping_hides():
 def test_group_sparsity_shrinks_the_weakest_channel_groups_most():
     import torch
 
-    from export.network import build_network
-    from export.pruning import GroupSparsity
+    from edge_sdk_export.network import build_network
+    from edge_sdk_export.pruning import GroupSparsity
 
     torch.manual_seed(0)
     net = build_network()
@@ -288,15 +288,15 @@ def test_group_sparsity_shrinks_the_weakest_channel_groups_most():
 
 
 def test_shipped_demo_is_trained_to_prune():
-    """The demo was sparse-trained (export/train.py --sparsity): pruning 30 % of channels, before any
+    """The demo was sparse-trained (edge_sdk_export/train.py --sparsity): pruning 30 % of channels, before any
     distillation, already keeps most of its decisions (a densely trained net fell to chance here)."""
     import torch
 
     from edge_sdk.contract.processing import preprocess
-    from export.calibration import heldout_crops
-    from export.demo import load_demo_torch_model
-    from export.network import HEAD_NAMES
-    from export.pruning import prune_channels
+    from edge_sdk_export.calibration import heldout_crops
+    from edge_sdk_export.demo import load_demo_torch_model
+    from edge_sdk_export.network import HEAD_NAMES
+    from edge_sdk_export.pruning import prune_channels
 
     teacher = load_demo_torch_model()
     card = load_card(DEMO_MODEL)
@@ -311,7 +311,7 @@ def test_shipped_demo_is_trained_to_prune():
 def test_shortened_tensor_names_keep_the_graph_and_its_interface(tmp_path):
     import onnx
 
-    from export.quant_onnx import shorten_tensor_names
+    from edge_sdk_export.quant_onnx import shorten_tensor_names
     from tests.model_factory import build_multitask_onnx
 
     path = build_multitask_onnx(tmp_path / "m.onnx")
@@ -339,8 +339,8 @@ def test_shortened_tensor_names_keep_the_graph_and_its_interface(tmp_path):
 def test_pruned_channel_counts_are_multiples_of_round_to():
     import torch
 
-    from export.network import build_network
-    from export.pruning import prune_channels
+    from edge_sdk_export.network import build_network
+    from edge_sdk_export.pruning import prune_channels
 
     torch.manual_seed(0)
     net = build_network().eval()

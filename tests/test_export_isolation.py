@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from edge_sdk.targets import TARGETS, Target
-from export.pipeline import ExportOptions, run_export
+from edge_sdk_export.pipeline import ExportOptions, run_export
 from tests.test_export import third_party_model
 
 

@@ -168,7 +168,7 @@ def test_card_command_fails_damaged_or_out_of_range_models(tmp_path: Path, capsy
 def exported(folder: Path) -> Path:
     """A model whose card was embedded by the exporter's one embedder (export.onnx_card)."""
     pytest.importorskip("onnx")
-    from export.onnx_card import embed_card
+    from edge_sdk_export.onnx_card import embed_card
 
     path = build_multitask_onnx(folder / "exported.onnx")
     embed_card(path, ModelCard.from_dict(multitask_card()))
@@ -191,7 +191,7 @@ def test_every_embedded_card_records_the_weights_hash_and_a_flip_is_caught_at_lo
 
 
 def test_rewriting_the_card_keeps_the_hash_right_and_old_cards_still_load(tmp_path: Path) -> None:
-    from export.onnx_card import embed_card
+    from edge_sdk_export.onnx_card import embed_card
 
     path = exported(tmp_path)
     before = weights_sha256(path)

@@ -12,7 +12,7 @@ import torch
 from edge_sdk.contract.card import AU_LABELS, EXPRESSION_LABELS, Provenance
 from edge_sdk.contract.card_io import read_onnx_metadata_card as read_card
 from edge_sdk.model import load_card
-from export.network import (
+from edge_sdk_export.network import (
     BACKBONES,
     DEFAULT_BACKBONE,
     HEAD_NAMES,
@@ -22,9 +22,9 @@ from export.network import (
     count_params,
     reference_card,
 )
-from export.onnx_card import embed_card
-from export.onnx_io import MATCH_TOLERANCE, export_onnx
-from export.pruning import count_ops
+from edge_sdk_export.onnx_card import embed_card
+from edge_sdk_export.onnx_io import MATCH_TOLERANCE, export_onnx
+from edge_sdk_export.pruning import count_ops
 
 
 def _randomised(backbone: str) -> torch.nn.Module:

@@ -39,7 +39,7 @@ from edge_sdk.store.db import LogDatabase
 from edge_sdk.store.keys import read_key_file
 from edge_sdk.store.reader import read_records
 from edge_sdk.store.records import DEFAULT_EXCLUDED_FIELDS
-from export.artifacts import write_sidecar
+from edge_sdk_export.artifacts import write_sidecar
 from tests.conftest import REPO
 from tests.runtime_fixtures import face_file, yunet_path
 from tests.store_helpers import write_log

@@ -16,7 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edge_sdk.contract.card import ExportInfo, ModelCard
 from edge_sdk.errors import ArtifactError
-from export.quant_onnx import ORT_CPU_SCHEME, TENSORRT_SCHEME, QdqScheme, check_qdq, quantize_qdq
+from edge_sdk_export.quant_onnx import ORT_CPU_SCHEME, TENSORRT_SCHEME, QdqScheme, check_qdq, quantize_qdq
 from tests.model_factory import IMAGENET_MEAN, IMAGENET_STD, _backbone, _linear, _save, multitask_card
 
 SIZE = 32

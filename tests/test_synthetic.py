@@ -10,7 +10,7 @@ import pytest
 
 from edge_sdk.contract.card import AU_LABELS, EXPRESSION_LABELS
 from edge_sdk.contract.processing import pspi
-from export.synthetic import AU_INDEX, neutral_params, render, render_dataset
+from edge_sdk_export.synthetic import AU_INDEX, neutral_params, render, render_dataset
 
 
 def test_same_seed_same_faces_other_seed_other_faces() -> None:

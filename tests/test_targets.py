@@ -43,7 +43,7 @@ def test_unknown_target_is_a_clear_error() -> None:
 
 # ---- adding a target is one row --------------------------------------------------------------------
 def export_fake(job):  # the one function a new target brings (it reuses the cpu scheme here)
-    from export.exporters import export_cpu
+    from edge_sdk_export.exporters import export_cpu
 
     exported = export_cpu(job)
     exported.notes.append("fake NPU target: the cpu QDQ scheme")

@@ -41,7 +41,7 @@ COMMANDS: dict[str, Command] = {
     "doctor": Command("edge_sdk.cli.doctor", "check what this device has and what will run"),
     "benchmark": Command("edge_sdk.cli.benchmark", "latency/throughput of a target's artifacts on this device"),
     "export": Command(
-        "export.cli",
+        "edge_sdk_export.cli",
         "prune + quantize a model for jetson/rpi/openvino/cpu (workstation; needs edge-sdk[export])",
         extra="export",
     ),
@@ -65,7 +65,7 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
 #: Exit status when stdout's reader went away: 128 + SIGPIPE, what a shell reports for a tool killed by it.
 EXIT_BROKEN_PIPE = 141
 #: Top-level packages of this project: a missing one is a broken install, not a missing extra.
-OWN_PACKAGES = ("edge_sdk", "export")
+OWN_PACKAGES = ("edge_sdk", "edge_sdk_export")
 
 
 def _missing_package(entry: Command, exc: ImportError) -> EdgeSdkError:

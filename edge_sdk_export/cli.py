@@ -1,6 +1,6 @@
 """``edge-sdk export``: prune and quantize a multitask model to INT8 for each target, with per-head fidelity gates.
 
-Each target is exported and validated in its own child process (:mod:`export.isolation`): a native crash,
+Each target is exported and validated in its own child process (:mod:`edge_sdk_export.isolation`): a native crash,
 a hang or an exception fails that target only, and the report is always written.
 
 Exit codes: 0 every artifact passed its gates; 1 an artifact failed a gate or a target failed (the report says
@@ -14,10 +14,10 @@ from pathlib import Path
 
 from edge_sdk.cli.flags import settings_from_args
 from edge_sdk.targets import TARGETS
-from export.fidelity import DEFAULT_GATES, parse_gates
-from export.pipeline import DISTILL_SYNTHETIC_COUNT, ExportOptions, run_export
-from export.pruning import DEFAULT_ROUND_TO, DEFAULT_STEPS
-from export.report import markdown_table
+from edge_sdk_export.fidelity import DEFAULT_GATES, parse_gates
+from edge_sdk_export.pipeline import DISTILL_SYNTHETIC_COUNT, ExportOptions, run_export
+from edge_sdk_export.pruning import DEFAULT_ROUND_TO, DEFAULT_STEPS
+from edge_sdk_export.report import markdown_table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -94,7 +94,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def options_from_args(args: argparse.Namespace) -> ExportOptions:
     """The flags given, onto ExportOptions; targets, gates and the detector are parsed/built here."""
     from edge_sdk.face import create_detector
-    from export.pipeline import parse_targets
+    from edge_sdk_export.pipeline import parse_targets
 
     targets = parse_targets(args.targets)
     needs_detector = args.calib != "synthetic" or args.heldout_video is not None

@@ -24,11 +24,11 @@ from edge_sdk.contract.card_io import sha256_file
 from edge_sdk.contract.processing import HeadOutputs, preprocess
 from edge_sdk.errors import InputError
 from edge_sdk.targets import TARGETS, Target
-from export.calibration import DEFAULT_CALIB_SIZE, SYNTHETIC_SOURCE, CropSet, calibration_crops, heldout_crops
-from export.exporters import Exported, ExportJob, exporter_for
-from export.fidelity import DEFAULT_GATES, Gate, apply_gates, compare
-from export.isolation import MAX_TIMEOUT_S, MIN_TIMEOUT_S, TargetTask, run_isolated
-from export.pruning import DEFAULT_ROUND_TO, DEFAULT_STEPS
+from edge_sdk_export.calibration import DEFAULT_CALIB_SIZE, SYNTHETIC_SOURCE, CropSet, calibration_crops, heldout_crops
+from edge_sdk_export.exporters import Exported, ExportJob, exporter_for
+from edge_sdk_export.fidelity import DEFAULT_GATES, Gate, apply_gates, compare
+from edge_sdk_export.isolation import MAX_TIMEOUT_S, MIN_TIMEOUT_S, TargetTask, run_isolated
+from edge_sdk_export.pruning import DEFAULT_ROUND_TO, DEFAULT_STEPS
 
 DISTILL_SYNTHETIC_SEED = 8001  # unlabelled rendered faces added to distillation; disjoint from held-out
 RANGE_COVER_SEED = 7501  # rendered faces that widen int8 calibration ranges; disjoint from held-out
@@ -131,7 +131,7 @@ def _distill_data(calib: CropSet, card: ModelCard, options: ExportOptions) -> tu
     data = [_preprocess_float16(calib.crops, card)]
     summary = {"calibration_crops": len(calib)}
     if options.distill_synthetic:
-        from export.calibration import synthetic_crops
+        from edge_sdk_export.calibration import synthetic_crops
 
         count = options.distill_synthetic_count
         _log(f"rendering {count} unlabelled synthetic faces for distillation")
@@ -151,14 +151,14 @@ def _range_cover(calib: CropSet, card: ModelCard, options: ExportOptions) -> Cro
     """
     if calib.summary.get("source") == SYNTHETIC_SOURCE:
         return None
-    from export.calibration import synthetic_crops
+    from edge_sdk_export.calibration import synthetic_crops
 
     return synthetic_crops(card.input.height, card.input.width, RANGE_COVER_SIZE, RANGE_COVER_SEED + options.seed)
 
 
 def _output_activations(card: ModelCard) -> list[tuple[str, tuple[float, float] | None]] | None:
     """(activation, clamp) per output of the reference network, in its output order, from the card."""
-    from export.network import HEAD_NAMES
+    from edge_sdk_export.network import HEAD_NAMES
 
     heads = {h.tensor: h for h in card.heads}
     if not all(name in heads for name in HEAD_NAMES):
@@ -168,8 +168,8 @@ def _output_activations(card: ModelCard) -> list[tuple[str, tuple[float, float] 
 
 def _prune(source: Any, calib: CropSet, options: ExportOptions, staging: Path) -> tuple[Path, dict[str, Any]]:
     """Prune + distill the torch model, export it to FP32 ONNX in ``staging``; returns (onnx, summary)."""
-    from export.onnx_io import export_onnx
-    from export.pruning import prune_and_recover
+    from edge_sdk_export.onnx_io import export_onnx
+    from edge_sdk_export.pruning import prune_and_recover
 
     data, data_summary = _distill_data(calib, source.card, options)
     _log(
@@ -205,7 +205,7 @@ def _stem(card: ModelCard) -> str:
 def _artifact_card(
     parent_card: ModelCard, target: str, source_sha: str, prune: float, calib: dict[str, Any]
 ) -> ModelCard:
-    from export.convert import _versions
+    from edge_sdk_export.convert import _versions
 
     tool = _versions(*TARGETS[target].format.export_tools)
     return parent_card.with_changes(
@@ -254,7 +254,7 @@ def _evaluate(
 
 def run_export(options: ExportOptions) -> dict[str, Any]:
     """Run the whole export; returns the report (also written to ``options.out``). Raises EdgeSdkError."""
-    from export.source_model import resolve_source
+    from edge_sdk_export.source_model import resolve_source
 
     targets = parse_targets(options.targets)
     out = Path(options.out)
@@ -285,7 +285,7 @@ def run_export(options: ExportOptions) -> dict[str, Any]:
 
 
 def _run(options: ExportOptions, targets: list[str], staging: Path, work: Path, resolve_source: Any) -> dict[str, Any]:
-    from export.report import write_report
+    from edge_sdk_export.report import write_report
 
     source = resolve_source(options.model, work)
     card = source.card

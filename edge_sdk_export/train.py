@@ -1,14 +1,14 @@
 """Deterministic CPU training of the reference network on rendered faces; writes checkpoint, ONNX and metrics.
 
-    python -m export.train --out DIR [--steps N] [--seed S] [--backbone resnet|mobilenetv2] [--sparsity R]
+    python -m edge_sdk_export.train --out DIR [--steps N] [--seed S] [--backbone resnet|mobilenetv2] [--sparsity R]
 
 Writes ``DIR/demo_synthetic.pt`` (state_dict + config), ``DIR/demo_synthetic.json`` (config, training
 settings, timings), ``DIR/edge_sdk_demo_synthetic.onnx`` (FP32, card embedded) and ``DIR/metrics.json``
 (held-out synthetic metrics of the ONNX file, scored through edge_sdk.FaceModel).
 
 Group sparsity (``--sparsity``, default 0.5, from 25 % of the steps on) trains the network to be pruned:
-see :class:`export.pruning.GroupSparsity`. Runs are bit-identical for the same (seed, threads, steps,
-faces). The shipped demo weights come from ``python -m export.train --out DIR --threads 1`` (defaults
+see :class:`edge_sdk_export.pruning.GroupSparsity`. Runs are bit-identical for the same (seed, threads, steps,
+faces). The shipped demo weights come from ``python -m edge_sdk_export.train --out DIR --threads 1`` (defaults
 otherwise): on a 2-core box shared with other jobs, 2 torch threads thrash (5-10x slower per step),
 1 thread does not.
 """
@@ -28,14 +28,15 @@ import torch.nn.functional as F
 
 from edge_sdk.cli.flags import settings_from_args
 from edge_sdk.contract.card import AU_LABELS, ExportInfo, Provenance
-from export.network import DEFAULT_BACKBONE, HEAD_NAMES, INPUT_SIZE, FaceNet, NetworkConfig, reference_card
-from export.onnx_io import export_onnx
-from export.pruning import GroupSparsity
-from export.synthetic import SyntheticDataset, render_dataset
+from edge_sdk_export.network import DEFAULT_BACKBONE, HEAD_NAMES, INPUT_SIZE, FaceNet, NetworkConfig, reference_card
+from edge_sdk_export.onnx_io import export_onnx
+from edge_sdk_export.pruning import GroupSparsity
+from edge_sdk_export.synthetic import SyntheticDataset, render_dataset
 
 CHECKPOINT_NAME = "demo_synthetic.pt"
 CONFIG_NAME = "demo_synthetic.json"
 ONNX_NAME = "edge_sdk_demo_synthetic.onnx"
+# The shipped demo was trained before the package was renamed from `export`; the string is its recorded history.
 PROVENANCE_SOURCE = "edge-sdk synthetic demo training (export/train.py)"
 # AUs occur in ~10-50% of faces; weighting positives keeps rare ones (AU43, AU17) from being ignored.
 OCCURRENCE_POS_WEIGHT = torch.full((len(AU_LABELS),), 2.0)
@@ -55,7 +56,7 @@ class TrainConfig:
     warmup: int = 100
     threads: int = 2
     backbone: str = DEFAULT_BACKBONE
-    sparsity: float = 0.5  # group-sparsity regularisation (export/pruning.py GroupSparsity); 0 = off
+    sparsity: float = 0.5  # group-sparsity regularisation (edge_sdk_export/pruning.py GroupSparsity); 0 = off
 
     @property
     def train_seed(self) -> int:
@@ -198,7 +199,7 @@ def demo_card(cfg: TrainConfig):  # -> ModelCard
 def evaluate_onnx(onnx_path: Path, cfg: TrainConfig) -> dict[str, object]:
     """Held-out metrics of the exported ONNX through the device runtime (FaceModel, ONNX Runtime)."""
     from edge_sdk.model.face_model import FaceModel
-    from export.evaluate import evaluate
+    from edge_sdk_export.evaluate import evaluate
 
     model = FaceModel(onnx_path, backend="onnxruntime", threads=cfg.threads)
     held_out = render_dataset(cfg.eval_faces, cfg.eval_seed, INPUT_SIZE)

@@ -199,7 +199,7 @@ def _augment(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def _forward(model: Any, x: Any) -> tuple[Any, tuple[Any, ...]]:
     """(neck features or None, head outputs): features exist for networks with backbone/pool/neck/head_layers."""
-    from export.network import HEAD_NAMES
+    from edge_sdk_export.network import HEAD_NAMES
 
     parts = ("backbone", "pool", "neck", "head_layers")
     if not all(hasattr(model, p) for p in parts) or set(model.head_layers) != set(HEAD_NAMES):

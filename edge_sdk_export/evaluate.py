@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from edge_sdk.contract.card import AU_LABELS
-from export.synthetic import SyntheticDataset
+from edge_sdk_export.synthetic import SyntheticDataset
 
 # crops (BGR uint8) -> post-processed heads as FaceModel.predict returns them (incl. "pspi").
 Predictor = Callable[[Sequence[np.ndarray]], dict[str, np.ndarray]]

@@ -17,7 +17,7 @@ import numpy as np
 
 from edge_sdk.contract.card import ModelCard
 from edge_sdk.errors import ArtifactError
-from export.onnx_card import set_card
+from edge_sdk_export.onnx_card import set_card
 
 MIN_TENSORRT_OPSET = 13
 CALIB_BATCH = 16

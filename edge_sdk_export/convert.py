@@ -22,7 +22,7 @@ from edge_sdk.backend.base import prepare_input
 from edge_sdk.contract.card import ModelCard
 from edge_sdk.contract.card_io import load_card, sha256_file
 from edge_sdk.errors import ArtifactError
-from export.artifacts import write_sidecar
+from edge_sdk_export.artifacts import write_sidecar
 
 # A converted model must reproduce the ONNX outputs this closely on a random input, or conversion fails.
 CONVERSION_ATOL = 1e-3

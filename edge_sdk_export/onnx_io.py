@@ -1,4 +1,4 @@
-"""ONNX export of the reference network (its card is embedded with :func:`export.onnx_card.embed_card`).
+"""ONNX export of the reference network (its card is embedded with :func:`edge_sdk_export.onnx_card.embed_card`).
 
 Export uses the TorchScript exporter (``dynamo=False``): with torch 2.13 the dynamo exporter only has
 opset-18 implementations, its down-conversion to opset 17 fails on ``ReduceMean`` (axes as an input) and
@@ -17,8 +17,8 @@ import onnx
 import torch
 
 from edge_sdk.contract.card import ModelCard
-from export.network import HEAD_NAMES, INPUT_NAME, INPUT_SIZE
-from export.onnx_card import embed_card
+from edge_sdk_export.network import HEAD_NAMES, INPUT_NAME, INPUT_SIZE
+from edge_sdk_export.onnx_card import embed_card
 
 MATCH_TOLERANCE = 1e-4
 
@@ -42,7 +42,7 @@ def _drop_identities(model: onnx.ModelProto) -> None:
 
 def verification_batch(seed: int = 0, rendered: int = 4, random: int = 2) -> np.ndarray:
     """Preprocessed rendered faces plus uniform-noise images, NCHW float32 in the card's normalisation."""
-    from export.synthetic import render_dataset
+    from edge_sdk_export.synthetic import render_dataset
 
     faces = render_dataset(rendered, seed, INPUT_SIZE).images[:, :, :, ::-1]  # BGR -> RGB
     noise = np.random.default_rng(seed).integers(0, 256, (random, INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8)

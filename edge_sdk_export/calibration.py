@@ -204,8 +204,8 @@ def face_crops_from_media(
 
 
 def synthetic_crops(height: int, width: int, size: int, seed: int) -> CropSet:
-    """Rendered synthetic faces (``export.synthetic``) at the model input size."""
-    from export.synthetic import render_dataset
+    """Rendered synthetic faces (``edge_sdk_export.synthetic``) at the model input size."""
+    from edge_sdk_export.synthetic import render_dataset
 
     data = render_dataset(size, seed, size=max(height, width))
     crops = data.images

@@ -19,7 +19,7 @@ from edge_sdk.contract.card import ModelCard
 from edge_sdk.contract.processing import HeadOutputs, split_heads
 from edge_sdk.errors import InputError
 from edge_sdk.targets import get_target, resolve
-from export.artifacts import write_sidecar
+from edge_sdk_export.artifacts import write_sidecar
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class Exported:
 
 def export_jetson(job: ExportJob) -> Exported:
     """QDQ INT8 ONNX for TensorRT: symmetric int8 activations + per-channel int8 weights, proven by check_qdq."""
-    from export.quant_onnx import TENSORRT_SCHEME, check_qdq, quantize_qdq, trtexec_command
+    from edge_sdk_export.quant_onnx import TENSORRT_SCHEME, check_qdq, quantize_qdq, trtexec_command
 
     path = quantize_qdq(job.parent, job.out_dir / f"{job.stem}.onnx", job.card, job.calib, TENSORRT_SCHEME)
     checks = {"qdq": check_qdq(path, TENSORRT_SCHEME), "trtexec": trtexec_command(path.name, job.card)}
@@ -59,7 +59,7 @@ def export_jetson(job: ExportJob) -> Exported:
 
 def export_cpu(job: ExportJob) -> Exported:
     """QDQ INT8 ONNX for ONNX Runtime CPU: uint8 activations + per-channel int8 weights."""
-    from export.quant_onnx import ORT_CPU_SCHEME, check_qdq, quantize_qdq
+    from edge_sdk_export.quant_onnx import ORT_CPU_SCHEME, check_qdq, quantize_qdq
 
     path = quantize_qdq(job.parent, job.out_dir / f"{job.stem}.onnx", job.card, job.calib, ORT_CPU_SCHEME)
     return Exported([path], job.parent, {"qdq": check_qdq(path, ORT_CPU_SCHEME)})
@@ -67,9 +67,9 @@ def export_cpu(job: ExportJob) -> Exported:
 
 def export_openvino(job: ExportJob) -> Exported:
     """OpenVINO IR INT8 via NNCF; accuracy-controlled when ``max_drop`` is set."""
-    from export.convert import onnx_to_openvino_fp32
-    from export.fidelity import fidelity_score
-    from export.quant_openvino import quantize_openvino
+    from edge_sdk_export.convert import onnx_to_openvino_fp32
+    from edge_sdk_export.fidelity import fidelity_score
+    from edge_sdk_export.quant_openvino import quantize_openvino
 
     card = job.card
     validation = None
@@ -88,8 +88,8 @@ def export_openvino(job: ExportJob) -> Exported:
 
 def export_rpi(job: ExportJob) -> Exported:
     """TFLite full-integer INT8 (int8 input and outputs) for LiteRT + XNNPACK."""
-    from export.convert import onnx_to_tflite_fp32
-    from export.quant_tflite import quantize_tflite
+    from edge_sdk_export.convert import onnx_to_tflite_fp32
+    from edge_sdk_export.quant_tflite import quantize_tflite
 
     path, card = quantize_tflite(job.parent, job.out_dir / f"{job.stem}.tflite", job.card, job.calib)
     sidecar = write_sidecar(card, [path])

@@ -1,7 +1,7 @@
 """TFLite full-integer INT8 for Raspberry Pi (LiteRT + XNNPACK).
 
 Path: onnx2tf turns the ONNX model into an NHWC TensorFlow saved_model (offline, see
-:func:`export.convert.run_onnx2tf`), then TensorFlow's ``TFLiteConverter`` quantizes it with our
+:func:`edge_sdk_export.convert.run_onnx2tf`), then TensorFlow's ``TFLiteConverter`` quantizes it with our
 calibration crops as the representative dataset. Why not onnx2tf's own ``-oiqt``: its calibration takes
 NHWC data plus a mean/std it applies itself, and it still calls its sample-data download for image
 models; feeding the converter the exact preprocessed tensors the runtime produces is simpler to get
@@ -24,7 +24,7 @@ from edge_sdk.errors import ArtifactError
 
 def _saved_model(fp32_onnx: Path, work: Path, log_path: Path) -> Path:
     """onnx2tf -> NHWC saved_model in ``work`` (batch 1, offline)."""
-    from export.convert import _log_tail, run_onnx2tf
+    from edge_sdk_export.convert import _log_tail, run_onnx2tf
 
     run_onnx2tf(fp32_onnx, work, log_path)
     if not (work / "saved_model.pb").is_file():
@@ -104,7 +104,7 @@ def quantize_tflite(fp32_onnx: Path, out_path: Path, card: ModelCard, calib: np.
     with tempfile.TemporaryDirectory(prefix="edge-sdk-tflite-") as tmp:
         work = Path(tmp)
         saved = _saved_model(fp32_onnx, work / "model", work / "onnx2tf.log")
-        from export.convert import _log_tail, _quiet
+        from edge_sdk_export.convert import _log_tail, _quiet
 
         log_path = work / "tflite_converter.log"
         try:

@@ -68,7 +68,7 @@ def _read_stage(work: Path) -> str:
 def run_task(task: TargetTask) -> dict[str, Any]:
     """Export and evaluate one target in this process (what the child runs)."""
     from edge_sdk.targets import resolve
-    from export.pipeline import _evaluate
+    from edge_sdk_export.pipeline import _evaluate
 
     work = task.job.work
     set_stage(work, "loading the export function")

@@ -15,7 +15,7 @@ import numpy as np
 from edge_sdk.contract.card import ModelCard
 from edge_sdk.contract.processing import HeadOutputs, postprocess
 from edge_sdk.errors import InputError
-from export.evaluate import ccc, f1
+from edge_sdk_export.evaluate import ccc, f1
 
 OCCURRENCE_THRESHOLD = 0.5
 

@@ -25,9 +25,9 @@ class SourceModel:
 
 def _torch_checkpoint(path: Path, work: Path) -> SourceModel:
     from edge_sdk.contract.card import Provenance
-    from export.demo import load_checkpoint
-    from export.network import reference_card
-    from export.onnx_io import export_onnx
+    from edge_sdk_export.demo import load_checkpoint
+    from edge_sdk_export.network import reference_card
+    from edge_sdk_export.onnx_io import export_onnx
 
     model = load_checkpoint(path)
     card = reference_card(Provenance(source=str(path), synthetic_demo=False), name=path.stem)
@@ -44,7 +44,7 @@ def resolve_source(name: str, work: Path) -> SourceModel:
     if name == "demo":
         onnx_path = resolve_model("demo")
         try:
-            from export.demo import load_demo_torch_model
+            from edge_sdk_export.demo import load_demo_torch_model
 
             torch_model = load_demo_torch_model()
         except FileNotFoundError:
