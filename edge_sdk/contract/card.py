@@ -20,15 +20,22 @@ from typing import Any
 from edge_sdk.contract.ranges import Range
 from edge_sdk.errors import ContractError
 
-CONTRACT_VERSION = "1.0"
-SUPPORTED_CONTRACT_VERSIONS = frozenset({"1.0"})
+CONTRACT_VERSION = "1.1"  # what new cards are written as
+# 1.1 adds input.channels (1 or 3), color_order GRAY and input.crop; a 1.0 card loads unchanged (3 channels,
+# ArcFace-aligned crop) and may not use them.
+SUPPORTED_CONTRACT_VERSIONS = frozenset({"1.0", "1.1"})
+FIELDS_SINCE_1_1 = ("input.channels", "input.crop")
 ONNX_METADATA_KEY = "edge_sdk.card"
 SIDECAR_SUFFIX = ".card.json"
 
 HEAD_KINDS = ("au_occurrence", "au_intensity", "expression", "valence_arousal", "pain")
 ACTIVATIONS = ("none", "sigmoid", "softmax", "tanh", "clamp")
 LAYOUTS = ("NCHW", "NHWC")
-COLOR_ORDERS = ("RGB", "BGR")
+COLOR_ORDERS = ("RGB", "BGR", "GRAY")  # GRAY iff input.channels is 1
+CHANNELS = (1, 3)
+CROP_METHODS = ("aligned", "box")  # similarity warp onto a landmark template, or the detector box grown by a margin
+CROP_TEMPLATES = ("arcface",)  # five-point templates an aligned crop can use (edge_sdk.face.align)
+CROP_KEYS = {"aligned": ("method", "template", "scale"), "box": ("method", "margin", "square")}
 INPUT_DTYPES = ("float32", "float16", "int8", "uint8")
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -40,6 +47,8 @@ QUANT_SCALE = Range(0, 1000, low_open=True)  # input.scale of an int8/uint8 inpu
 ZERO_POINT = {"int8": Range(-128, 127, integer=True), "uint8": Range(0, 255, integer=True)}
 COLUMN = Range(0, 1 << 20, integer=True)  # heads[].columns: an index into an output's last axis
 OUTPUT_BOUND = Range(-1e6, 1e6)  # heads[].clamp: an output value
+CROP_SCALE = Range(0.25, 4)  # input.crop.scale: how much of the crop the template face fills, relative to 1.0
+CROP_MARGIN = Range(0, 2)  # input.crop.margin: fraction the detector box grows by on each side's total
 
 # PSPI (Prkachin & Solomon Pain Intensity) = AU4 + max(AU6, AU7) + max(AU9, AU10) + AU43.
 PSPI_AUS = ("AU4", "AU6", "AU7", "AU9", "AU10", "AU43")
@@ -90,12 +99,58 @@ def _numbers(value: Any, length: int, within: Range, field_name: str, source: st
 
 
 @dataclass(frozen=True)
+class CropSpec:
+    """How the runtime cuts a detected face out of a frame, so it matches what the model was trained on.
+
+    ``aligned`` (the default, and the only crop of 1.0 cards) warps the face so its five landmarks land on
+    ``template`` (ArcFace's 112x112 points scaled to the input size); ``scale`` > 1 zooms out (the face fills
+    1/scale of the crop, more context), < 1 zooms in. ``box`` takes the detector box grown by ``margin`` (0.2
+    = 20 % larger), made ``square`` around its centre when asked, and resizes it without any warp: what a
+    model trained on loose detector boxes (e.g. FER2013-style crops) expects.
+
+    >>> CropSpec.from_dict({"method": "box", "margin": 0.2, "square": True}).to_dict()
+    {'method': 'box', 'margin': 0.2, 'square': True}
+    """
+
+    method: str = "aligned"
+    template: str = "arcface"
+    scale: float = 1.0
+    margin: float = 0.2
+    square: bool = True
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str | None = None) -> CropSpec:
+        data = _object(data, "input.crop", source)
+        method = _check_choice(
+            _require(data, "method", "input.crop.", source), CROP_METHODS, "input.crop.method", source
+        )
+        unused = sorted(set(data) - set(CROP_KEYS[method]))
+        if unused:
+            problem = f"not used by method {method!r} (it takes {', '.join(CROP_KEYS[method][1:])})"
+            raise ContractError(f"input.crop.{unused[0]}", problem, source)
+        if method == "aligned":
+            template = _check_choice(data.get("template", "arcface"), CROP_TEMPLATES, "input.crop.template", source)
+            scale = _number(data.get("scale", 1.0), CROP_SCALE, "input.crop.scale", source)
+            return cls(method=method, template=template, scale=float(scale))
+        margin = _number(data.get("margin", 0.2), CROP_MARGIN, "input.crop.margin", source)
+        square = data.get("square", True)
+        if not isinstance(square, bool):
+            raise ContractError("input.crop.square", f"expected true or false, got {square!r}", source)
+        return cls(method=method, margin=float(margin), square=square)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in CROP_KEYS[self.method]}
+
+
+@dataclass(frozen=True)
 class InputSpec:
     """What the model's single image input expects.
 
-    ``mean``/``std`` apply to pixels scaled to [0, 1] in ``color_order``:
+    ``channels`` is 3 (``color_order`` RGB or BGR) or 1 (``GRAY``: OpenCV's BGR->gray luma). ``mean``/``std``
+    (one number per channel) apply to pixels scaled to [0, 1] in ``color_order``:
     ``x = (pixel / 255 - mean) / std``. For an int8/uint8 input, ``scale``/``zero_point``
-    quantize that normalised value: ``q = round(x / scale) + zero_point``.
+    quantize that normalised value: ``q = round(x / scale) + zero_point``. ``crop`` says how faces are cut
+    out of frames (:class:`CropSpec`).
     """
 
     name: str
@@ -103,21 +158,37 @@ class InputSpec:
     width: int
     layout: str = "NCHW"
     color_order: str = "RGB"
-    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    mean: tuple[float, ...] = (0.0, 0.0, 0.0)
+    std: tuple[float, ...] = (1.0, 1.0, 1.0)
     dtype: str = "float32"
     scale: float | None = None
     zero_point: int | None = None
+    channels: int = 3
+    crop: CropSpec = field(default_factory=CropSpec)
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
         """The batch-1 input shape in this spec's layout."""
         if self.layout == "NCHW":
-            return (1, 3, self.height, self.width)
-        return (1, self.height, self.width, 3)
+            return (1, self.channels, self.height, self.width)
+        return (1, self.height, self.width, self.channels)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str | None = None) -> InputSpec:
+    def from_dict(cls, data: dict[str, Any], source: str | None = None, version: str = CONTRACT_VERSION) -> InputSpec:
+        if version == "1.0":
+            for name in FIELDS_SINCE_1_1:
+                if name.split(".")[1] in data:
+                    problem = "needs contract_version '1.1' (this card says '1.0')"
+                    raise ContractError(name, problem, source)
+        channels = data.get("channels", 3)
+        if channels not in CHANNELS or isinstance(channels, bool):
+            raise ContractError("input.channels", f"expected 1 or 3, got {channels!r}", source)
+        color_order = _check_choice(data.get("color_order", "RGB"), COLOR_ORDERS, "input.color_order", source)
+        if (color_order == "GRAY") != (channels == 1):
+            expected = "GRAY" if channels == 1 else "RGB or BGR"
+            raise ContractError(
+                "input.color_order", f"a {channels}-channel input needs {expected}, got {color_order!r}", source
+            )
         size = _require(data, "size", "input.", source)
         if not isinstance(size, (list, tuple)) or len(size) != 2 or any(INPUT_SIDE(s) for s in size):
             raise ContractError("input.size", f"expected [height, width], each {INPUT_SIDE}, got {size!r}", source)
@@ -129,23 +200,25 @@ class InputSpec:
             _number(scale, QUANT_SCALE, "input.scale", source)
         if zero_point is not None:
             _number(zero_point, ZERO_POINT.get(dtype, ZERO_POINT["int8"]), "input.zero_point", source)
-        mean = _numbers(data.get("mean", [0.0, 0.0, 0.0]), 3, PIXEL_MEAN, "input.mean", source)
-        std = _numbers(data.get("std", [1.0, 1.0, 1.0]), 3, PIXEL_STD, "input.std", source)
+        mean = _numbers(data.get("mean", [0.0] * channels), channels, PIXEL_MEAN, "input.mean", source)
+        std = _numbers(data.get("std", [1.0] * channels), channels, PIXEL_STD, "input.std", source)
         return cls(
             name=str(_require(data, "name", "input.", source)),
             height=size[0],
             width=size[1],
             layout=_check_choice(data.get("layout", "NCHW"), LAYOUTS, "input.layout", source),
-            color_order=_check_choice(data.get("color_order", "RGB"), COLOR_ORDERS, "input.color_order", source),
-            mean=mean,  # type: ignore[arg-type]
-            std=std,  # type: ignore[arg-type]
+            color_order=color_order,
+            mean=mean,
+            std=std,
             dtype=dtype,
             scale=None if scale is None else float(scale),
             zero_point=None if zero_point is None else int(zero_point),
+            channels=channels,
+            crop=CropSpec.from_dict(data["crop"], source) if "crop" in data else CropSpec(),
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    def to_dict(self, version: str = CONTRACT_VERSION) -> dict[str, Any]:
+        data: dict[str, Any] = {
             "name": self.name,
             "size": [self.height, self.width],
             "layout": self.layout,
@@ -156,6 +229,10 @@ class InputSpec:
             "scale": self.scale,
             "zero_point": self.zero_point,
         }
+        if version != "1.0":  # 1.0 cards keep their exact bytes
+            data["channels"] = self.channels
+            data["crop"] = self.crop.to_dict()
+        return data
 
 
 @dataclass(frozen=True)
@@ -367,7 +444,7 @@ class ModelCard:
             raise ContractError("files", "expected {file name: sha256 hex}", source)
         card = cls(
             name=str(_require(data, "name", "", source)),
-            input=InputSpec.from_dict(input_data, source),
+            input=InputSpec.from_dict(input_data, source, version),
             heads=heads,
             provenance=Provenance.from_dict(
                 _object(_require(data, "provenance", "", source), "provenance", source), source
@@ -391,7 +468,7 @@ class ModelCard:
             "contract_version": self.contract_version,
             "name": self.name,
             "description": self.description,
-            "input": self.input.to_dict(),
+            "input": self.input.to_dict(self.contract_version),
             "heads": [h.to_dict() for h in self.heads],
             "provenance": asdict(self.provenance),
             "export": self.export.to_dict(),
