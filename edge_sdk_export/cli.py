@@ -10,31 +10,50 @@ which head and by how much, or why); 2 bad input (printed as ``error: ...`` by t
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from edge_sdk.cli.flags import settings_from_args
 from edge_sdk.targets import TARGETS
 from edge_sdk_export.fidelity import DEFAULT_GATES, parse_gates
-from edge_sdk_export.pipeline import DISTILL_SYNTHETIC_COUNT, ExportOptions, run_export
+from edge_sdk_export.pipeline import (
+    DEFAULT_HELDOUT_SIZE,
+    DISTILL_SYNTHETIC_COUNT,
+    RANGE_COVER_SIZE,
+    ExportOptions,
+    run_export,
+)
 from edge_sdk_export.pruning import DEFAULT_ROUND_TO, DEFAULT_STEPS
-from edge_sdk_export.report import markdown_table
+from edge_sdk_export.report import markdown_table, typed_rows
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The export flags; a flag's dest is the ``ExportOptions`` field it sets, and a flag left off keeps the
     field's default (flags that need parsing first are converted in :func:`options_from_args`)."""
-    parser.add_argument("--model", required=True, help="'demo', a .onnx with a model card, or a .pt checkpoint")
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="'demo', a .onnx (card embedded, beside it as STEM.card.json, or --card), a Keras .h5/.keras/SavedModel "
+        "or FP32 .tflite (with --card), or a PyTorch file.py:build / package.module:build",
+    )
+    parser.add_argument("--card", type=Path, help="the model card (JSON) for a model file that carries none")
     parser.add_argument(
         "--targets", default=",".join(TARGETS), help=f"comma-separated targets (default: {','.join(TARGETS)})"
     )
     parser.add_argument(
         "--calib",
         required=True,
-        help="calibration faces: a folder of images/videos, one video, or 'synthetic' (rendered faces)",
+        help="your footage: a folder of images/videos (whole files are split off it as the held-out fidelity set), "
+        "one file (then give --heldout or --synthetic-heldout), or 'synthetic' (rendered faces: the demo tutorial)",
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder (must not exist unless --force)")
     parser.add_argument("--force", action="store_true", help="replace --out if it exists")
-    parser.add_argument("--prune", type=float, help="fraction of channels to remove (torch models only)")
+    parser.add_argument(
+        "--prune", type=float, help="fraction of channels to remove (PyTorch sources and the demo; else exit 2)"
+    )
     parser.add_argument(
         "--global-pruning", action="store_true", help="rank channels across layers instead of per layer"
     )
@@ -50,10 +69,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"knowledge-distillation steps after pruning (default {DEFAULT_STEPS})",
     )
     parser.add_argument(
-        "--no-distill-synthetic",
-        action="store_true",
-        help=f"distil on the calibration crops only (default adds {DISTILL_SYNTHETIC_COUNT:,} rendered faces)",
+        "--distill-synthetic",
+        type=int,
+        metavar="N",
+        help="rendered faces added to the distillation data (default: the calibration footage only; "
+        f"{DISTILL_SYNTHETIC_COUNT:,} for the synthetic demo)",
     )
+    parser.add_argument("--no-distill-synthetic", action="store_true", help="same as --distill-synthetic 0")
     parser.add_argument(
         "--max-drop",
         type=float,
@@ -69,11 +91,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ),
     )
     parser.add_argument("--calib-size", type=int, help="calibration crops (seeded subset)")
-    parser.add_argument("--heldout-size", type=int, help="rendered held-out faces for fidelity")
     parser.add_argument(
+        "--heldout",
         "--heldout-video",
+        dest="heldout",
         type=Path,
-        help="a video whose faces join the held-out set; a file of that name is left out of --calib",
+        help="held-out footage (file or folder) for the fidelity gates; its files are left out of calibration "
+        "(default: whole files split off --calib)",
+    )
+    parser.add_argument(
+        "--heldout-fraction",
+        type=float,
+        help="without --heldout: the share of --calib's faces held out, whole files chosen by --seed (default 0.2)",
+    )
+    parser.add_argument(
+        "--heldout-size",
+        type=int,
+        help=f"at most this many real held-out crops (seeded subset); also the number of rendered held-out faces "
+        f"where those are the default (default {DEFAULT_HELDOUT_SIZE})",
+    )
+    parser.add_argument(
+        "--synthetic-heldout",
+        type=int,
+        metavar="N",
+        help="add N rendered faces to the held-out set (default: only for the synthetic demo)",
+    )
+    parser.add_argument(
+        "--range-cover",
+        type=int,
+        metavar="N",
+        help="add N rendered faces to every target's calibration to widen int8 ranges "
+        f"(default: {RANGE_COVER_SIZE} for the synthetic demo, none for a real model)",
     )
     parser.add_argument("--seed", type=int)
     parser.add_argument("--threads", type=int, help="inference threads for fidelity and latency")
@@ -97,26 +145,47 @@ def options_from_args(args: argparse.Namespace) -> ExportOptions:
     from edge_sdk_export.pipeline import parse_targets
 
     targets = parse_targets(args.targets)
-    needs_detector = args.calib != "synthetic" or args.heldout_video is not None
+    needs_detector = args.calib != "synthetic" or args.heldout is not None
     return settings_from_args(
         ExportOptions,
         args,
         targets=targets,
         round_to=args.round_to or None,
-        distill_synthetic=not args.no_distill_synthetic,
+        distill_synthetic=0 if args.no_distill_synthetic else args.distill_synthetic,
         gates=parse_gates(args.gate),
         detector=create_detector(args.detector, args.detector_model) if needs_detector else None,
         progress=not args.no_progress,
     )
 
 
+@contextmanager
+def progress_lines() -> Iterator[None]:
+    """Show the export's progress log (``edge_sdk_export`` INFO and up) on stderr for one command."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger("edge_sdk_export")
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
 def run(args: argparse.Namespace) -> int:
-    report = run_export(options_from_args(args))
+    with progress_lines():
+        report = run_export(options_from_args(args))
+    rows = typed_rows(report["rows"])
     print()
-    print(markdown_table(report["rows"]))
-    print(f"\nwrote {args.out}/ (report.md, report.json, report.png)")
-    for row in report["rows"]:
-        for gate in row.get("gates", []):
-            if gate["status"] == "fail":
-                print(f"FAILED {row['target']}: {gate['message']}")
+    print(markdown_table(rows))
+    print(f"\nfidelity measured on: {report['heldout']['description']}")
+    print(f"wrote {args.out}/ (report.md, report.json, report.png)")
+    for row in rows:
+        if row.status == "failed" and row.reason:
+            print(f"FAILED {row.target}: {row.reason}")
+        for gate in row.gates:
+            if gate.status == "fail":
+                print(f"FAILED {row.target}: {gate.message}")
     return 1 if report["failed"] else 0

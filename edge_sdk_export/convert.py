@@ -8,8 +8,11 @@ They run fully offline (see :func:`_offline_onnx2tf`).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -18,11 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_sdk.backend.base import prepare_input
+from edge_sdk.backend.base import prepare_input, to_layout
 from edge_sdk.contract.card import ModelCard
 from edge_sdk.contract.card_io import load_card, sha256_file
 from edge_sdk.errors import ArtifactError
 from edge_sdk_export.artifacts import write_sidecar
+
+log = logging.getLogger(__name__)
 
 # A converted model must reproduce the ONNX outputs this closely on a random input, or conversion fails.
 CONVERSION_ATOL = 1e-3
@@ -106,12 +111,14 @@ def _onnx_reference(onnx_path: Path, card: ModelCard, x_nchw: np.ndarray) -> dic
 
     session = open_session(onnx_path, threads=1)
     names = list(card.output_tensors)
-    return dict(zip(names, session.run(names, {card.input.name: x_nchw}), strict=True))
+    feed = np.ascontiguousarray(to_layout(x_nchw, card.input.layout))
+    return dict(zip(names, session.run(names, {card.input.name: feed}), strict=True))
 
 
 def _probe_input(card: ModelCard) -> np.ndarray:
     rng = np.random.default_rng(123)
-    return rng.normal(0.0, 1.0, (1, 3, card.input.height, card.input.width)).astype(np.float32)
+    shape = (1, card.input.channels, card.input.height, card.input.width)
+    return rng.normal(0.0, 1.0, shape).astype(np.float32)
 
 
 def _tflite_output_names(tflite_path: Path, onnx_path: Path, card: ModelCard) -> dict[str, str]:
@@ -173,17 +180,69 @@ def _derived_card(card: ModelCard, onnx_path: Path, tool: str, layout: str, name
     )
 
 
-def run_onnx2tf(onnx_path: Path, work: Path, log_path: Path) -> Path:
+def onnx2tf_input(onnx_path: Path, dest: Path, layout: str = "NCHW") -> Path:
+    """Write to ``dest`` the graph onnx2tf can convert: batch 1 with static shapes, NCHW input.
+
+    Two things break onnx2tf 1.28 on graphs that Keras/TF exporters (tf2onnx) write, and neither is specific
+    to one model:
+
+    * a symbolic batch (``unk__113``): onnx2tf's ``batch_size=1`` fixes the input only, so it cannot infer the
+      layout of the NHWC->NCHW ``Reshape``/``Transpose`` that follows and feeds a Conv the wrong axis
+      ("Depth of output (32) is not a multiple of the number of groups (64)"). Here every graph input and
+      output gets batch 1 and ONNX shape inference (with data propagation) fills in every static shape;
+    * an **NHWC input** (``layout == "NHWC"`` in the card): onnx2tf assumes NCHW and transposes a
+      (1, 64, 64, 1) input into a (1, 64, 1, 64) "image", a silently wrong graph (its calibration then fails
+      or, worse, quantizes garbage). Here a new NCHW input with the original name feeds the graph through a
+      ``Transpose`` (perm 0, 2, 3, 1), so onnx2tf produces the usual NHWC TF input and folds the transposes.
+    """
+    import onnx
+    from onnx import TensorProto, helper, shape_inference
+
+    model = onnx.load(str(onnx_path))
+    graph = model.graph
+    initializers = {t.name for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in initializers]
+    for value in inputs:
+        dims = value.type.tensor_type.shape.dim
+        if dims:
+            dims[0].Clear()
+            dims[0].dim_value = 1
+    for value in graph.output:  # re-inferred below from the static input
+        value.type.tensor_type.ClearField("shape")
+    if layout == "NHWC":
+        for value in inputs:
+            dims = value.type.tensor_type.shape.dim
+            if len(dims) != 4:
+                continue
+            name, inner = value.name, f"{value.name}__nhwc"
+            for node in graph.node:
+                node.input[:] = [inner if x == name else x for x in node.input]
+            n, h, w, c = (d.dim_value or d.dim_param for d in dims)
+            elem = value.type.tensor_type.elem_type or TensorProto.FLOAT
+            value.CopyFrom(helper.make_tensor_value_info(name, elem, [n, c, h, w]))
+            graph.node.insert(0, helper.make_node("Transpose", [name], [inner], perm=[0, 2, 3, 1], name=inner))
+    del graph.value_info[:]
+    model = shape_inference.infer_shapes(model, data_prop=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(dest))
+    return dest
+
+
+def run_onnx2tf(onnx_path: Path, work: Path, log_path: Path, layout: str = "NCHW") -> Path:
     """onnx2tf on a *copy* of ``onnx_path``, offline and quiet; outputs (saved_model, float32 .tflite) in ``work``.
 
     onnx2tf 1.28 rewrites its input ONNX in place (it clears output shapes and saves over the file), which
-    would change the user's model and break its card's hash, so it only ever sees a copy.
+    would change the user's model and break its card's hash, so it only ever sees a copy: the one
+    :func:`onnx2tf_input` writes (batch 1, static shapes, NCHW input whatever the card's ``layout``). The
+    TF/TFLite model always has an NHWC input.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     work.mkdir(parents=True, exist_ok=True)
     source = work / "source_copy" / onnx_path.name
-    source.parent.mkdir(exist_ok=True)
-    shutil.copyfile(onnx_path, source)
+    try:
+        onnx2tf_input(onnx_path, source, layout)
+    except Exception as exc:  # onnx raises its own checker/inference errors
+        raise ArtifactError(f"{onnx_path}: cannot prepare the graph for onnx2tf: {str(exc).strip()[:300]}") from None
     try:
         with _quiet(log_path), _offline_onnx2tf():
             import onnx2tf
@@ -202,6 +261,49 @@ def run_onnx2tf(onnx_path: Path, work: Path, log_path: Path) -> Path:
     return work
 
 
+# Run in a fresh interpreter: LiteRT aborts the process (TFLITE_CHECK -> abort()) on some malformed or
+# out-of-range quantized graphs instead of raising, so an artifact is only ever opened in-process after this
+# child has allocated and invoked it once.
+_LITERT_PROBE = """
+import sys
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+interpreter = Interpreter(model_path=sys.argv[1], num_threads=1)
+interpreter.allocate_tensors()
+for detail in interpreter.get_input_details():
+    interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+interpreter.invoke()
+print("edge-sdk litert probe: ok")
+"""
+
+
+def check_litert_loads(tflite_path: Path, timeout_s: float = 120.0) -> None:
+    """Allocate and invoke ``tflite_path`` once in a child Python; ArtifactError (signal, LiteRT's text) if it fails.
+
+    A native abort or segfault there would otherwise take down the exporting process.
+    """
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", _LITERT_PROBE, str(tflite_path)],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")},
+        )
+    except subprocess.TimeoutExpired:
+        raise ArtifactError(f"{tflite_path}: LiteRT did not allocate and run it within {timeout_s:.0f} s") from None
+    if result.returncode == 0 and "edge-sdk litert probe: ok" in result.stdout:
+        log.debug("%s: LiteRT allocates and invokes it", tflite_path)
+        return
+    lines = [x for x in result.stderr.strip().splitlines() if x.strip() and not x.startswith("INFO: Created")]
+    detail = "\n".join(lines[-8:])
+    if result.returncode < 0:
+        how = f"LiteRT crashed ({signal.Signals(-result.returncode).name})"
+    else:
+        how = f"LiteRT refused it (exit {result.returncode})"
+    raise ArtifactError(f"{tflite_path}: {how} in allocate_tensors/invoke; its last words:\n{detail}")
+
+
 def onnx_to_tflite_fp32(onnx_path: str | Path, out_dir: str | Path) -> Path:
     """Convert a carded ONNX model to an NHWC float32 ``<stem>.tflite`` with a sidecar card.
 
@@ -211,18 +313,17 @@ def onnx_to_tflite_fp32(onnx_path: str | Path, out_dir: str | Path) -> Path:
     """
     onnx_path, out_dir = Path(onnx_path), Path(out_dir)
     card = load_card(onnx_path)
-    if card.input.layout != "NCHW":
-        raise ArtifactError(f"{onnx_path}: expected an NCHW ONNX model, its card says {card.input.layout}")
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{onnx_path.stem}.tflite"
     log_path = out_dir / f"{onnx_path.stem}.onnx2tf.log"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with tempfile.TemporaryDirectory(prefix="onnx2tf-") as work:
-        run_onnx2tf(onnx_path, Path(work), log_path)
+        run_onnx2tf(onnx_path, Path(work), log_path, card.input.layout)
         produced = Path(work) / f"{onnx_path.stem}_float32.tflite"
         if not produced.is_file():
             raise ArtifactError(f"{onnx_path}: onnx2tf wrote no float32 .tflite; log tail:\n{_log_tail(log_path)}")
         shutil.copyfile(produced, target)
+    check_litert_loads(target)
     names = _tflite_output_names(target, onnx_path, card)
     tool = _versions("onnx2tf", "tensorflow")
     write_sidecar(_derived_card(card, onnx_path, tool, "NHWC", names), [target])
@@ -252,5 +353,5 @@ def onnx_to_openvino_fp32(onnx_path: str | Path, out_dir: str | Path) -> Path:
     ov.save_model(model, str(xml), compress_to_fp16=False)
     names = {t: t for t in card.output_tensors}
     tool = f"openvino {ov.get_version().split('-')[0]} convert_model"
-    write_sidecar(_derived_card(card, onnx_path, tool, "NCHW", names), [xml, xml.with_suffix(".bin")])
+    write_sidecar(_derived_card(card, onnx_path, tool, card.input.layout, names), [xml, xml.with_suffix(".bin")])
     return xml

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge_sdk.bench.export_row import GateResult
 from edge_sdk.contract.card import ModelCard
 from edge_sdk.contract.processing import HeadOutputs, postprocess
 from edge_sdk.errors import InputError
@@ -131,13 +132,10 @@ def compare(card: ModelCard, ref_raw: HeadOutputs, out_raw: HeadOutputs) -> dict
     return {k: None if v is None else round(float(v), 5) for k, v in values.items()}
 
 
-def apply_gates(metrics: dict[str, float | None], gates: dict[str, Gate]) -> tuple[bool, list[dict[str, str]]]:
-    """(passed, one row per gate with status and message)."""
-    rows = []
-    for gate in gates.values():
-        status, message = gate.check(metrics.get(gate.metric))
-        rows.append({"metric": gate.metric, "status": status, "message": message})
-    return all(r["status"] != "fail" for r in rows), rows
+def apply_gates(metrics: dict[str, float | None], gates: dict[str, Gate]) -> tuple[bool, tuple[GateResult, ...]]:
+    """(passed, one result per gate with its status and message)."""
+    results = tuple(GateResult(gate.metric, *gate.check(metrics.get(gate.metric))) for gate in gates.values())
+    return all(r.status != "fail" for r in results), results
 
 
 def fidelity_score(card: ModelCard, ref_raw: HeadOutputs, out_raw: HeadOutputs) -> float:

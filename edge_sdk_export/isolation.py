@@ -11,6 +11,7 @@ threads is unsafe) and gets everything explicitly, including the target's row: a
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import pickle
 import signal
@@ -19,8 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_sdk.bench.export_row import ExportRow
+from edge_sdk.errors import EdgeSdkError
 from edge_sdk.targets import Target
 
+logger = logging.getLogger(__name__)
 RESULT_FILE = "isolation-result.pkl"
 STAGE_FILE = "isolation-stage.txt"
 MIN_TIMEOUT_S = 1.0
@@ -28,29 +32,30 @@ MAX_TIMEOUT_S = 86_400.0  # a day: a finite limit, far above any real export
 
 
 @dataclass(frozen=True)
+class EvalSettings:
+    """How the child judges an artifact (no torch module, no detector: only what it needs, all picklable)."""
+
+    threads: int
+    latency_runs: int
+    gates: dict[str, Any]  # metric -> edge_sdk_export.fidelity.Gate
+    heldout: str  # which faces the gates are measured on (ExportRow.heldout)
+
+
+@dataclass(frozen=True)
 class TargetTask:
     """Everything the child needs to export and evaluate one target (all picklable)."""
 
     row: Target
-    job: Any  # export.exporters.ExportJob
+    job: Any  # edge_sdk_export.exporters.ExportJob
     ref: Any  # FP32 head outputs on job.heldout
     fp32_size: int
     params: int
-    options: Any  # export.pipeline.ExportOptions without its detector
+    settings: EvalSettings
 
 
-def failed_row(row: Target, reason: str) -> dict[str, Any]:
-    """A report row for a target that produced no result: same shape, no metrics."""
-    return {
-        "target": row.name,
-        "format": row.artifact_format,
-        "files": [],
-        "status": "failed",
-        "reason": reason,
-        "gates": [],
-        "checks": {},
-        "notes": [],
-    }
+def failed_row(row: Target, reason: str, heldout: str | None = None) -> ExportRow:
+    """A report row for a target that produced no result: no files, no metrics, the reason."""
+    return ExportRow(target=row.name, format=row.artifact_format, status="failed", reason=reason, heldout=heldout)
 
 
 def set_stage(work: Path, stage: str) -> None:
@@ -65,7 +70,7 @@ def _read_stage(work: Path) -> str:
         return "start-up"
 
 
-def run_task(task: TargetTask) -> dict[str, Any]:
+def run_task(task: TargetTask) -> ExportRow:
     """Export and evaluate one target in this process (what the child runs)."""
     from edge_sdk.targets import resolve
     from edge_sdk_export.pipeline import _evaluate
@@ -77,7 +82,7 @@ def run_task(task: TargetTask) -> dict[str, Any]:
     exported = exporter(task.job)
     set_stage(work, "validating")
     return _evaluate(
-        task.row, exported, task.job.card, task.job.heldout, task.ref, task.fp32_size, task.params, task.options
+        task.row, exported, task.job.card, task.job.heldout, task.ref, task.fp32_size, task.params, task.settings
     )
 
 
@@ -87,7 +92,9 @@ def _child(task: TargetTask) -> None:
         outcome: tuple[str, Any, str] = ("ok", run_task(task), "")
     except BaseException as exc:  # every Python failure becomes the target's reason
         message = str(exc) or type(exc).__name__
-        outcome = ("error", f"{type(exc).__name__}: {message}", traceback.format_exc())
+        # An EdgeSdkError is a diagnosed failure (its message is the reason); anything else is a bug worth a traceback.
+        trace = "" if isinstance(exc, EdgeSdkError) else traceback.format_exc()
+        outcome = ("error", f"{type(exc).__name__}: {message}", trace)
     tmp = work / (RESULT_FILE + ".tmp")
     tmp.write_bytes(pickle.dumps(outcome))
     tmp.replace(work / RESULT_FILE)
@@ -100,9 +107,10 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def run_isolated(task: TargetTask, timeout_s: float) -> dict[str, Any]:
+def run_isolated(task: TargetTask, timeout_s: float) -> ExportRow:
     """Run :func:`run_task` in a spawned child with a time limit; a crash, hang or exception -> failed row."""
     work = task.job.work
+    heldout = task.settings.heldout
     for name in (RESULT_FILE, STAGE_FILE):
         (work / name).unlink(missing_ok=True)
     process = multiprocessing.get_context("spawn").Process(target=_child, args=(task,), name=f"export-{task.row.name}")
@@ -112,7 +120,7 @@ def run_isolated(task: TargetTask, timeout_s: float) -> dict[str, Any]:
         if process.is_alive():
             process.kill()
             process.join(10)
-            return failed_row(task.row, f"hung: no result after {timeout_s:g} s during {_read_stage(work)}")
+            return failed_row(task.row, f"hung: no result after {timeout_s:g} s during {_read_stage(work)}", heldout)
     finally:
         if process.is_alive():  # KeyboardInterrupt in the parent: take the child down too
             process.kill()
@@ -121,11 +129,13 @@ def run_isolated(task: TargetTask, timeout_s: float) -> dict[str, Any]:
     result = work / RESULT_FILE
     if code is not None and code < 0:
         name = _signal_name(-code)
-        return failed_row(task.row, f"native crash: {name} (signal {-code}) during {_read_stage(work)}")
+        return failed_row(task.row, f"native crash: {name} (signal {-code}) during {_read_stage(work)}", heldout)
     if not result.exists():
-        return failed_row(task.row, f"child exited with code {code} and no result during {_read_stage(work)}")
+        reason = f"child exited with code {code} and no result during {_read_stage(work)}"
+        return failed_row(task.row, reason, heldout)
     outcome = pickle.loads(result.read_bytes())
     if outcome[0] == "ok":
         return outcome[1]
-    print(outcome[2], flush=True)  # the child's traceback, for whoever reads the log
-    return failed_row(task.row, f"{outcome[1]} (during {_read_stage(work)})")
+    if outcome[2]:
+        logger.warning("[%s] failed; the child's traceback:\n%s", task.row.name, outcome[2])
+    return failed_row(task.row, f"{outcome[1]} (during {_read_stage(work)})", heldout)

@@ -1,11 +1,24 @@
 """``edge-sdk export`` end to end: model + calibration -> one INT8 artifact per target + a fidelity report.
 
+The run is a chain of small steps, each a function with typed inputs and outputs:
+
+1. :func:`resolve_step` -- the source model (:class:`~edge_sdk_export.sources.SourceModel`: FP32 ONNX with
+   its card, and the normalised torch module when there is one); an impossible ``--prune`` fails here;
+2. :func:`plan_step` / :func:`faces_step` -- calibration and held-out faces: the user's footage split by
+   file (:mod:`edge_sdk_export.calibration`), rendered faces only for the synthetic demo or when asked;
+3. :func:`reference_step` -- the FP32 parent's outputs on the held-out set (what every artifact is judged against);
+4. :func:`prune_step` -- optional structured pruning + distillation into a new FP32 parent;
+5. :func:`export_step` -- each target quantized and validated in its own child process;
+6. :func:`report_step` -- ``report.json``/``report.md``/``report.png``, rows typed as
+   :class:`~edge_sdk.bench.export_row.ExportRow`.
+
 All files are written to a staging folder beside ``--out`` and renamed into place at the end, so an error
-never leaves a half-written output folder.
+never leaves a half-written output folder. Progress goes to the ``edge_sdk_export`` logger (the CLI shows it).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import shutil
@@ -13,47 +26,71 @@ import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edge_sdk.backend import load_backend
+from edge_sdk.bench.export_row import REPORT_SCHEMA, ExportRow
 from edge_sdk.bench.timing import latency_stats, time_call
-from edge_sdk.contract.card import ExportInfo, ModelCard
+from edge_sdk.contract.card import CropSpec, ExportInfo, ModelCard
 from edge_sdk.contract.card_io import sha256_file
 from edge_sdk.contract.processing import HeadOutputs, preprocess
 from edge_sdk.errors import InputError
 from edge_sdk.targets import TARGETS, Target
-from edge_sdk_export.calibration import DEFAULT_CALIB_SIZE, SYNTHETIC_SOURCE, CropSet, calibration_crops, heldout_crops
+from edge_sdk_export.calibration import (
+    DEFAULT_CALIB_SIZE,
+    SYNTHETIC_SOURCE,
+    FaceSets,
+    MediaPlan,
+    collect_faces,
+    plan_media,
+    synthetic_crops,
+)
 from edge_sdk_export.exporters import Exported, ExportJob, exporter_for
 from edge_sdk_export.fidelity import DEFAULT_GATES, Gate, apply_gates, compare
-from edge_sdk_export.isolation import MAX_TIMEOUT_S, MIN_TIMEOUT_S, TargetTask, run_isolated
+from edge_sdk_export.isolation import MAX_TIMEOUT_S, MIN_TIMEOUT_S, EvalSettings, TargetTask, run_isolated
 from edge_sdk_export.pruning import DEFAULT_ROUND_TO, DEFAULT_STEPS
+
+if TYPE_CHECKING:
+    from edge_sdk_export.sources import SourceModel
+
+logger = logging.getLogger(__name__)
 
 DISTILL_SYNTHETIC_SEED = 8001  # unlabelled rendered faces added to distillation; disjoint from held-out
 RANGE_COVER_SEED = 7501  # rendered faces that widen int8 calibration ranges; disjoint from held-out
-RANGE_COVER_SIZE = 300
-# Unlabelled rendered faces added to the distillation set (rendered once, ~40 s; stored as float16, 1.5 GB).
+RANGE_COVER_SIZE = 300  # the synthetic demo's default range cover
+DEFAULT_HELDOUT_SIZE = 300
+# Unlabelled rendered faces added to the synthetic demo's distillation set by default (rendered once, ~40 s;
+# stored as float16, 1.5 GB). A real model distils on its calibration footage unless --distill-synthetic N.
 DISTILL_SYNTHETIC_COUNT = 20_000
 
 
 @dataclass
 class ExportOptions:
-    """Every knob of one export run (the CLI fills it from its arguments)."""
+    """Every knob of one export run (the CLI fills it from its arguments; ``export_model`` from its keywords).
 
-    model: str
+    Rendered faces (``synthetic_heldout``, ``range_cover``, ``distill_synthetic``): None is the default, which
+    uses them only for the synthetic demo (``card.provenance.synthetic_demo``); a number asks for that many
+    (0: none) whatever the model.
+    """
+
+    model: str | SourceModel  # 'demo', a path/reference resolve_source takes, or a resolved SourceModel
     targets: list[str]
-    calib: str
+    calib: str  # a folder of images/videos, one file, or 'synthetic'
     out: Path
+    card: Path | None = None  # --card: the model card, for sources that do not carry one
     calib_size: int = DEFAULT_CALIB_SIZE
-    heldout_size: int = 300
-    heldout_video: Path | None = None  # real faces added to the held-out set (excluded from calibration)
+    heldout: Path | None = None  # held-out footage (file or folder), kept out of calibration
+    heldout_fraction: float = 0.2  # without --heldout: about this share of the faces, whole files, held out
+    heldout_size: int = DEFAULT_HELDOUT_SIZE  # at most this many real held-out crops (and the default rendered)
+    synthetic_heldout: int | None = None  # rendered faces in the held-out set (None: demo only)
+    range_cover: int | None = None  # rendered faces added to every target's calibration (None: demo only)
     prune: float = 0.0
     global_pruning: bool = False
     round_to: int | None = DEFAULT_ROUND_TO  # kept channels: multiples of this (None: exact ratio)
     distill_steps: int = DEFAULT_STEPS
-    distill_synthetic: bool = True
-    distill_synthetic_count: int = DISTILL_SYNTHETIC_COUNT
+    distill_synthetic: int | None = None  # rendered faces added to distillation (None: demo only)
     max_drop: float | None = None
     gates: dict[str, Gate] = field(default_factory=lambda: dict(DEFAULT_GATES))
     force: bool = False
@@ -65,6 +102,49 @@ class ExportOptions:
     progress: bool = True
     machine: str = ""
     target_timeout_s: float = 1800.0  # per target, in a child process; past it the target is marked hung
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every step of one run shares: the options, the validated targets and the two folders."""
+
+    options: ExportOptions
+    targets: list[str]
+    staging: Path  # becomes --out at the end
+    work: Path  # scratch, deleted at the end
+
+
+@dataclass(frozen=True)
+class RenderedCounts:
+    """How many rendered faces go where (the demo-only defaults resolved against the model's card)."""
+
+    heldout: int
+    range_cover: int
+    distill: int
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The FP32 source on the held-out set: preprocessed batches, its raw outputs and its figures."""
+
+    calib_batch: np.ndarray  # preprocessed calibration (+ range cover) for the quantizers
+    heldout: np.ndarray  # preprocessed held-out batch
+    outputs: HeadOutputs  # FP32 raw outputs on ``heldout``
+    size: int  # bytes
+    sha256: str
+    params: int
+    heldout_description: str
+
+
+@dataclass(frozen=True)
+class Parent:
+    """The FP32 model the targets are quantized from: the source, or its pruned copy."""
+
+    onnx: Path
+    card: ModelCard
+    params: int
+    pruning: dict[str, Any]
+    info_row: ExportRow | None = None  # the pruned FP32 model's own row
 
 
 def parse_targets(text: str | list[str]) -> list[str]:
@@ -82,10 +162,6 @@ def check_out_dir(out: Path, force: bool) -> None:
         raise InputError(f"--out {out}: already exists; choose a new folder or pass --force to replace it")
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder")
-
-
-def _log(message: str) -> None:
-    print(message, flush=True)
 
 
 def _batch_outputs(backend: Any, batch: np.ndarray, size: int = 32) -> HeadOutputs:
@@ -121,83 +197,6 @@ def _preprocess_float16(crops: np.ndarray, card: ModelCard, chunk: int = 1000) -
     )
 
 
-def _distill_data(calib: CropSet, card: ModelCard, options: ExportOptions) -> tuple[np.ndarray, dict[str, Any]]:
-    """Calibration crops plus rendered faces, preprocessed, as float16 (half the memory).
-
-    The rendered faces are added even when calibration is rendered too: 300 crops are far too few to distil
-    on. With ``--calib synthetic`` alone, 2000 steps made the pruned demo *worse* than no distillation at all
-    (PSPI MAE 0.068 -> 0.158 against FP32: it overfits the 300 crops).
-    """
-    data = [_preprocess_float16(calib.crops, card)]
-    summary = {"calibration_crops": len(calib)}
-    if options.distill_synthetic:
-        from edge_sdk_export.calibration import synthetic_crops
-
-        count = options.distill_synthetic_count
-        _log(f"rendering {count} unlabelled synthetic faces for distillation")
-        extra = synthetic_crops(card.input.height, card.input.width, count, DISTILL_SYNTHETIC_SEED + options.seed)
-        data.append(_preprocess_float16(extra.crops, card))
-        summary["synthetic_crops"] = len(extra)
-    return np.concatenate(data), summary
-
-
-def _range_cover(calib: CropSet, card: ModelCard, options: ExportOptions) -> CropSet | None:
-    """Rendered faces added to every target's calibration batch (None when calibration is rendered already).
-
-    A user's few videos rarely span every face the model will see, and int8 ranges clip whatever lies
-    outside them: on 300 real crops the demo's valence/arousal outputs span only +-0.9 against +-2.2 on
-    held-out faces (TFLite's int8 outputs clipped them), and inside the network the pruned demo's TensorRT
-    file lost PSPI MAE 0.237 -> 0.116 against FP32 without them (cpu 0.211 -> 0.098).
-    """
-    if calib.summary.get("source") == SYNTHETIC_SOURCE:
-        return None
-    from edge_sdk_export.calibration import synthetic_crops
-
-    return synthetic_crops(card.input.height, card.input.width, RANGE_COVER_SIZE, RANGE_COVER_SEED + options.seed)
-
-
-def _output_activations(card: ModelCard) -> list[tuple[str, tuple[float, float] | None]] | None:
-    """(activation, clamp) per output of the reference network, in its output order, from the card."""
-    from edge_sdk_export.network import HEAD_NAMES
-
-    heads = {h.tensor: h for h in card.heads}
-    if not all(name in heads for name in HEAD_NAMES):
-        return None
-    return [(heads[name].activation, heads[name].clamp) for name in HEAD_NAMES]
-
-
-def _prune(source: Any, calib: CropSet, options: ExportOptions, staging: Path) -> tuple[Path, dict[str, Any]]:
-    """Prune + distill the torch model, export it to FP32 ONNX in ``staging``; returns (onnx, summary)."""
-    from edge_sdk_export.onnx_io import export_onnx
-    from edge_sdk_export.pruning import prune_and_recover
-
-    data, data_summary = _distill_data(calib, source.card, options)
-    _log(
-        f"pruning {options.prune:.0%} of channels, then {options.distill_steps} distillation steps on {len(data)} crops"
-    )
-    result = prune_and_recover(
-        source.torch_model,
-        options.prune,
-        data,
-        steps=options.distill_steps,
-        seed=options.seed,
-        global_pruning=options.global_pruning,
-        progress=options.progress,
-        activations=_output_activations(source.card),
-        round_to=options.round_to,
-    )
-    card = source.card.with_changes(
-        export=ExportInfo(
-            target=None, precision="fp32", pruning_ratio=options.prune, tool="torch-pruning + distillation"
-        ),
-        provenance=replace(source.card.provenance, parent_sha256=sha256_file(source.onnx)),
-    )
-    path = staging / f"{_stem(source.card)}_pruned{round(options.prune * 100)}_fp32.onnx"
-    export_onnx(result.model, path, card)
-    summary = {"applied": True, "ratio": options.prune, **result.summary(), "distill_data": data_summary}
-    return path, summary
-
-
 def _stem(card: ModelCard) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in card.name)
 
@@ -214,6 +213,189 @@ def _artifact_card(
     )
 
 
+# ---- 1. source -------------------------------------------------------------------------------
+def resolve_step(options: ExportOptions, work: Path) -> SourceModel:
+    """The source model; ``--prune`` without a torch module is an InputError here, before any heavy work."""
+    from edge_sdk_export.sources import SourceModel, resolve_source
+
+    if isinstance(options.model, SourceModel):
+        source = options.model
+    else:
+        media = None if options.calib == SYNTHETIC_SOURCE else options.calib  # real crops for the import check
+        source = resolve_source(options.model, work, options.card, check_media=media, detector=options.detector)
+    if options.prune > 0 and source.torch_model is None:
+        raise InputError(
+            f"--prune {options.prune}: {source.description} has no torch model, and structured pruning needs one "
+            f"({source.kind} sources are quantized only); drop --prune, or export from the PyTorch model "
+            "(--model file.py:build)"
+        )
+    logger.info("model: %s (%s)", source.description, source.onnx.name)
+    return source
+
+
+# ---- 2. faces --------------------------------------------------------------------------------
+def rendered_counts(options: ExportOptions, card: ModelCard) -> RenderedCounts:
+    """Rendered faces per use: what the options ask, else the synthetic demo's defaults (none for a real model).
+
+    With ``--calib synthetic`` and no ``--heldout`` the held-out set is rendered too (the only faces there are).
+    """
+    demo = card.provenance.synthetic_demo
+    synthetic_calib = options.calib == SYNTHETIC_SOURCE
+    heldout = options.synthetic_heldout
+    if heldout is None:
+        heldout = options.heldout_size if demo or (synthetic_calib and options.heldout is None) else 0
+    cover = options.range_cover
+    if cover is None:
+        cover = RANGE_COVER_SIZE if demo and not synthetic_calib else 0
+    distill = options.distill_synthetic
+    if distill is None:
+        distill = DISTILL_SYNTHETIC_COUNT if demo else 0
+    for flag, value in (("--synthetic-heldout", heldout), ("--range-cover", cover), ("--distill-synthetic", distill)):
+        if value < 0:
+            raise InputError(f"{flag} {value}: expected a number of rendered faces >= 0")
+    return RenderedCounts(heldout, cover, distill)
+
+
+def plan_step(options: ExportOptions, card: ModelCard) -> MediaPlan:
+    """Which files calibrate and which are held out (cheap checks: a single --calib file fails here)."""
+    counts = rendered_counts(options, card)
+    if options.calib == SYNTHETIC_SOURCE and not card.provenance.synthetic_demo:
+        logger.warning(
+            "--calib synthetic: rendered faces calibrate a model that is not the synthetic demo; for a model "
+            "trained on real faces, calibrate on your own footage"
+        )
+    return plan_media(options.calib, options.heldout, counts.heldout)
+
+
+def faces_step(options: ExportOptions, card: ModelCard, plan: MediaPlan) -> FaceSets:
+    """Detect, crop (the card's ``input.crop``), split and render: the calibration and held-out faces."""
+    counts = rendered_counts(options, card)
+    spec = card.input
+    faces = collect_faces(
+        plan,
+        spec.height,
+        spec.width,
+        crop=getattr(spec, "crop", None) or CropSpec(),
+        calib_size=options.calib_size,
+        heldout_size=options.heldout_size,
+        heldout_fraction=options.heldout_fraction,
+        range_cover=counts.range_cover,
+        range_cover_seed=RANGE_COVER_SEED,
+        seed=options.seed,
+        detector=options.detector,
+        cache_dir=options.cache_dir,
+        progress=options.progress,
+    )
+    cover = f" + {len(faces.range_cover)} rendered range-cover faces" if faces.range_cover is not None else ""
+    logger.info("calibration: %d crops from %s%s", len(faces.calib), faces.calib.summary.get("source"), cover)
+    logger.info("held-out (every gate is measured on these): %s", faces.heldout.summary["description"])
+    return faces
+
+
+# ---- 3. FP32 reference -----------------------------------------------------------------------
+def reference_step(source: SourceModel, faces: FaceSets, options: ExportOptions) -> Reference:
+    """Preprocess both sets and run the FP32 source on the held-out faces."""
+    spec = source.card.input
+    cover = [] if faces.range_cover is None else list(faces.range_cover.crops)
+    calib_batch = preprocess(list(faces.calib.crops) + cover, spec)
+    heldout = preprocess(list(faces.heldout.crops), spec)
+    outputs = _batch_outputs(load_backend(source.onnx, threads=options.threads), heldout)
+    return Reference(
+        calib_batch=calib_batch,
+        heldout=heldout,
+        outputs=outputs,
+        size=source.onnx.stat().st_size,
+        sha256=sha256_file(source.onnx),
+        params=onnx_param_count(source.onnx),
+        heldout_description=faces.heldout.summary["description"],
+    )
+
+
+# ---- 4. pruning ------------------------------------------------------------------------------
+def _distill_data(faces: FaceSets, card: ModelCard, count: int, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """Every calibration-side crop (never a held-out file's) plus ``count`` rendered faces, preprocessed, as
+    float16 (half the memory).
+
+    The synthetic demo adds 20k rendered faces by default: 300 crops are far too few to distil on. With
+    ``--calib synthetic`` alone, 2000 steps made the pruned demo *worse* than no distillation at all (PSPI MAE
+    0.068 -> 0.158 against FP32: it overfits the 300 crops).
+    """
+    data = [_preprocess_float16(faces.pool, card)]
+    summary: dict[str, Any] = {"calibration_crops": len(faces.pool)}
+    if count > 0:
+        logger.info("rendering %d unlabelled synthetic faces for distillation", count)
+        extra = synthetic_crops(card.input.height, card.input.width, count, DISTILL_SYNTHETIC_SEED + seed)
+        data.append(_preprocess_float16(extra.crops, card))
+        summary["synthetic_crops"] = len(extra)
+    return np.concatenate(data), summary
+
+
+def prune_step(ctx: RunContext, source: SourceModel, faces: FaceSets, ref: Reference) -> Parent:
+    """Without ``--prune``: the source itself. With it: prune + distil the torch module, export it to FP32 ONNX
+    in the staging folder and measure it (the ``pruned-fp32`` info row)."""
+    options = ctx.options
+    card = source.card
+    if options.prune <= 0:
+        return Parent(source.onnx, card, ref.params, {"applied": False, "ratio": 0.0})
+    from edge_sdk_export.pruning import prune_and_recover
+    from edge_sdk_export.sources import torch_to_onnx
+
+    count = rendered_counts(options, card).distill
+    data, data_summary = _distill_data(faces, card, count, options.seed)
+    logger.info(
+        "pruning %.0f%% of channels, then %d distillation steps on %d crops",
+        options.prune * 100,
+        options.distill_steps,
+        len(data),
+    )
+    result = prune_and_recover(
+        source.torch_model,
+        options.prune,
+        data,
+        card,
+        steps=options.distill_steps,
+        seed=options.seed,
+        global_pruning=options.global_pruning,
+        progress=options.progress,
+        round_to=options.round_to,
+    )
+    pruned_card = card.with_changes(
+        export=ExportInfo(
+            target=None, precision="fp32", pruning_ratio=options.prune, tool="torch-pruning + distillation"
+        ),
+        provenance=replace(card.provenance, parent_sha256=ref.sha256),
+    )
+    path = ctx.staging / f"{_stem(card)}_pruned{round(options.prune * 100)}_fp32.onnx"
+    torch_to_onnx(result.model, pruned_card, path)
+    pruning = {"applied": True, "ratio": options.prune, **result.summary(), "distill_data": data_summary}
+    backend = load_backend(path, threads=options.threads)
+    metrics = compare(card, ref.outputs, _batch_outputs(backend, ref.heldout))
+    size = path.stat().st_size
+    ms = latency_ms(path, options.threads, options.latency_runs, ref.heldout)
+    fp32_ms = latency_ms(source.onnx, options.threads, options.latency_runs, ref.heldout)
+    params = onnx_param_count(path)
+    info = backend.info
+    row = ExportRow(
+        target="pruned-fp32",
+        format="onnx",
+        status="info",
+        files=(path.name,),
+        backend=f"{info.backend} {info.runtime_version} ({info.device})",
+        size_bytes=size,
+        size_kb=round(size / 1024, 1),
+        size_ratio=round(size / ref.size, 4),
+        params=params,
+        latency_ms=ms,
+        fp32_latency_ms=fp32_ms,
+        latency_ratio=round(ms / fp32_ms, 3) if fp32_ms else None,
+        metrics=metrics,
+        heldout=ref.heldout_description,
+    )
+    parent_card = card.with_changes(export=replace(card.export, pruning_ratio=options.prune))
+    return Parent(path, parent_card, params, pruning, row)
+
+
+# ---- 5. per-target export --------------------------------------------------------------------
 def _evaluate(
     target: Target,
     exported: Exported,
@@ -222,43 +404,113 @@ def _evaluate(
     ref: HeadOutputs,
     fp32_size: int,
     params: int,
-    options: ExportOptions,
-) -> dict[str, Any]:
+    settings: EvalSettings,
+) -> ExportRow:
+    """Judge one exported artifact against the FP32 parent on the held-out batch (runs in the target's child)."""
     main = exported.files[0]
-    backend = load_backend(main, threads=options.threads)
+    backend = load_backend(main, threads=settings.threads)
     metrics = compare(card, ref, _batch_outputs(backend, heldout))
-    passed, gates = apply_gates(metrics, options.gates)
+    passed, gates = apply_gates(metrics, settings.gates)
     size = _artifact_size(exported.files)
-    int8_ms = latency_ms(main, options.threads, options.latency_runs, heldout)
-    fp32_ms = latency_ms(exported.fp32_reference, options.threads, options.latency_runs, heldout)
+    int8_ms = latency_ms(main, settings.threads, settings.latency_runs, heldout)
+    fp32_ms = latency_ms(exported.fp32_reference, settings.threads, settings.latency_runs, heldout)
     info = backend.info
-    return {
-        "target": target.name,
-        "format": target.artifact_format,
-        "files": [f.name for f in exported.files],
-        "backend": f"{info.backend} {info.runtime_version} ({info.device})",
-        "size_bytes": size,
-        "size_kb": round(size / 1024, 1),
-        "size_ratio": round(size / fp32_size, 4),
-        "params": params,
-        "latency_ms": int8_ms,
-        "fp32_latency_ms": fp32_ms,
-        "latency_ratio": round(int8_ms / fp32_ms, 3) if fp32_ms else None,
-        **metrics,
-        "status": "passed" if passed else "failed",
-        "gates": gates,
-        "checks": exported.checks,
-        "notes": exported.notes,
+    return ExportRow(
+        target=target.name,
+        format=target.artifact_format,
+        status="passed" if passed else "failed",
+        files=tuple(f.name for f in exported.files),
+        backend=f"{info.backend} {info.runtime_version} ({info.device})",
+        size_bytes=size,
+        size_kb=round(size / 1024, 1),
+        size_ratio=round(size / fp32_size, 4),
+        params=params,
+        latency_ms=int8_ms,
+        fp32_latency_ms=fp32_ms,
+        latency_ratio=round(int8_ms / fp32_ms, 3) if fp32_ms else None,
+        metrics=metrics,
+        gates=gates,
+        checks=exported.checks,
+        notes=tuple(exported.notes),
+        heldout=settings.heldout,
+    )
+
+
+def export_step(ctx: RunContext, parent: Parent, faces: FaceSets, ref: Reference) -> list[ExportRow]:
+    """Quantize and validate each target in its own child process (a crash, hang or exception -> failed row)."""
+    options = ctx.options
+    calib_summary = faces.calibration_summary()
+    settings = EvalSettings(options.threads, options.latency_runs, dict(options.gates), ref.heldout_description)
+    rows: list[ExportRow] = []
+    for target in ctx.targets:
+        logger.info("[%s] quantizing to INT8 (%s)", target, TARGETS[target].quantization)
+        t0 = time.perf_counter()
+        job = ExportJob(
+            parent=parent.onnx,
+            card=_artifact_card(parent.card, target, ref.sha256, parent.card.export.pruning_ratio, calib_summary),
+            calib=ref.calib_batch,
+            out_dir=ctx.staging,
+            work=ctx.work / target,
+            stem=f"{_stem(parent.card)}_{target}_int8",
+            heldout=ref.heldout,
+            heldout_ref=ref.outputs,
+            max_drop=options.max_drop,
+        )
+        job.work.mkdir(parents=True, exist_ok=True)
+        task = TargetTask(TARGETS[target], job, ref.outputs, ref.size, parent.params, settings)
+        row = run_isolated(task, options.target_timeout_s)
+        row = replace(row, export_s=round(time.perf_counter() - t0, 1))
+        rows.append(row)
+        logger.info("[%s] %s: %s", target, row.status, row.reason or "; ".join(g.message for g in row.gates))
+    return rows
+
+
+# ---- 6. report -------------------------------------------------------------------------------
+def report_step(
+    ctx: RunContext, source: SourceModel, faces: FaceSets, ref: Reference, parent: Parent, rows: list[ExportRow]
+) -> dict[str, Any]:
+    """The report (returned, and written to the staging folder as report.json/.md/.png)."""
+    from edge_sdk_export.report import write_report
+
+    options = ctx.options
+    card = source.card
+    all_rows = ([parent.info_row] if parent.info_row is not None else []) + rows
+    report = {
+        "schema": REPORT_SCHEMA,
+        "model": {
+            "name": card.name,
+            "source": source.description,
+            "kind": source.kind,
+            "file": str(source.onnx),
+            "sha256": ref.sha256,
+            "size_kb": round(ref.size / 1024, 1),
+            "params": ref.params,
+            "synthetic_demo": card.provenance.synthetic_demo,
+        },
+        "calibration": faces.calibration_summary(),
+        "heldout": faces.heldout.summary,
+        "pruning": parent.pruning,
+        "gates": {
+            g.metric: {
+                "threshold": g.threshold,
+                "higher_is_better": g.higher_is_better,
+                "measured_on": ref.heldout_description,
+            }
+            for g in options.gates.values()
+        },
+        "machine": options.machine or f"{platform.machine()} {os.cpu_count()} cores, threads={options.threads}",
+        "rows": [r.to_dict() for r in all_rows],
+        "failed": [r.target for r in all_rows if r.status == "failed"],
     }
+    write_report(report, ctx.staging)
+    return report
 
 
-def run_export(options: ExportOptions) -> dict[str, Any]:
-    """Run the whole export; returns the report (also written to ``options.out``). Raises EdgeSdkError."""
-    from edge_sdk_export.source_model import resolve_source
-
+# ---- the run ---------------------------------------------------------------------------------
+def _check_options(options: ExportOptions) -> list[str]:
+    """Every check that needs no file read: bad values fail before any work. Returns the targets."""
     targets = parse_targets(options.targets)
-    out = Path(options.out)
-    check_out_dir(out, options.force)
+    check_out_dir(Path(options.out), options.force)
     if not 0.0 <= options.prune < 1.0:
         raise InputError(f"--prune {options.prune}: expected a fraction of channels in [0, 1)")
     if options.round_to is not None and options.round_to < 1:
@@ -267,11 +519,20 @@ def run_export(options: ExportOptions) -> dict[str, Any]:
         raise InputError(
             f"--target-timeout {options.target_timeout_s}: expected seconds in [{MIN_TIMEOUT_S:g}, {MAX_TIMEOUT_S:g}]"
         )
+    if not 0.0 < options.heldout_fraction < 1.0:
+        raise InputError(f"--heldout-fraction {options.heldout_fraction}: expected a fraction of the faces in (0, 1)")
+    return targets
+
+
+def run_export(options: ExportOptions) -> dict[str, Any]:
+    """Run the whole export; returns the report (also written to ``options.out``). Raises EdgeSdkError."""
+    targets = _check_options(options)
+    out = Path(options.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
     work = Path(tempfile.mkdtemp(prefix="edge-sdk-export-"))
     try:
-        report = _run(options, targets, staging, work, resolve_source)
+        report = _run(RunContext(options, targets, staging, work))
         umask = os.umask(0)
         os.umask(umask)
         staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the result is an ordinary folder
@@ -284,128 +545,13 @@ def run_export(options: ExportOptions) -> dict[str, Any]:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _run(options: ExportOptions, targets: list[str], staging: Path, work: Path, resolve_source: Any) -> dict[str, Any]:
-    from edge_sdk_export.report import write_report
-
-    source = resolve_source(options.model, work)
-    card = source.card
-    spec = card.input
-    _log(f"model: {source.description} ({source.onnx.name}); targets: {', '.join(targets)}")
-    calib = calibration_crops(
-        options.calib,
-        spec.height,
-        spec.width,
-        options.calib_size,
-        options.seed,
-        detector=options.detector,
-        cache_dir=options.cache_dir,
-        progress=options.progress,
-        exclude=(options.heldout_video.name,) if options.heldout_video else (),
-    )
-    _log(f"calibration: {len(calib)} crops from {calib.summary.get('source')}")
-    heldout_set = heldout_crops(
-        spec.height,
-        spec.width,
-        options.heldout_size,
-        options.seed,
-        video=options.heldout_video,
-        detector=options.detector,
-        cache_dir=options.cache_dir,
-        progress=options.progress,
-    )
-    _log(
-        f"held-out: {len(heldout_set)} crops ({options.heldout_size} rendered"
-        + (", plus real" if options.heldout_video else "")
-        + ")"
-    )
-    range_cover = _range_cover(calib, card, options)
-    calib_batch = preprocess(list(calib.crops) + ([] if range_cover is None else list(range_cover.crops)), spec)
-    heldout = preprocess(list(heldout_set.crops), spec)
-
-    fp32_backend = load_backend(source.onnx, threads=options.threads)
-    ref = _batch_outputs(fp32_backend, heldout)
-    fp32_size = source.onnx.stat().st_size
-    source_sha = sha256_file(source.onnx)
-    fp32_params = onnx_param_count(source.onnx)
-
-    parent = source.onnx
-    pruning: dict[str, Any] = {"applied": False, "ratio": 0.0}
-    rows: list[dict[str, Any]] = []
-    if options.prune > 0 and source.torch_model is None:
-        pruning["skipped"] = (
-            f"--prune {options.prune} ignored: {source.description} has no torch model, and structured pruning "
-            "needs one (third-party ONNX is quantized only)"
-        )
-        _log(f"note: {pruning['skipped']}")
-    elif options.prune > 0:
-        parent, pruning = _prune(source, calib, options, staging)
-        pruned_backend = load_backend(parent, threads=options.threads)
-        metrics = compare(card, ref, _batch_outputs(pruned_backend, heldout))
-        size = parent.stat().st_size
-        ms = latency_ms(parent, options.threads, options.latency_runs, heldout)
-        fp32_ms = latency_ms(source.onnx, options.threads, options.latency_runs, heldout)
-        rows.append(
-            {
-                "target": "pruned-fp32",
-                "format": "onnx",
-                "files": [parent.name],
-                "size_bytes": size,
-                "size_kb": round(size / 1024, 1),
-                "size_ratio": round(size / fp32_size, 4),
-                "params": onnx_param_count(parent),
-                "latency_ms": ms,
-                "fp32_latency_ms": fp32_ms,
-                "latency_ratio": round(ms / fp32_ms, 3),
-                **metrics,
-                "status": "info",
-            }
-        )
-    params = onnx_param_count(parent)
-    parent_card = card.with_changes(
-        export=replace(card.export, pruning_ratio=pruning["ratio"] if pruning["applied"] else 0.0)
-    )
-    calib_summary = {k: v for k, v in calib.summary.items() if k != "cache"}
-    if range_cover is not None:
-        calib_summary["range_cover"] = range_cover.summary
-    for target in targets:
-        _log(f"[{target}] quantizing to INT8 ({TARGETS[target].quantization})")
-        t0 = time.perf_counter()
-        job = ExportJob(
-            parent=parent,
-            card=_artifact_card(parent_card, target, source_sha, parent_card.export.pruning_ratio, calib_summary),
-            calib=calib_batch,
-            out_dir=staging,
-            work=work / target,
-            stem=f"{_stem(card)}_{target}_int8",
-            heldout=heldout,
-            heldout_ref=ref,
-            max_drop=options.max_drop,
-        )
-        job.work.mkdir(parents=True, exist_ok=True)
-        task = TargetTask(TARGETS[target], job, ref, fp32_size, params, replace(options, detector=None))
-        row = run_isolated(task, options.target_timeout_s)  # a crash, hang or exception -> a failed row
-        row["export_s"] = round(time.perf_counter() - t0, 1)
-        rows.append(row)
-        _log(f"[{target}] {row['status']}: " + (row.get("reason") or "; ".join(g["message"] for g in row["gates"])))
-    report = {
-        "model": {
-            "name": card.name,
-            "source": source.description,
-            "file": str(source.onnx),
-            "sha256": source_sha,
-            "size_kb": round(fp32_size / 1024, 1),
-            "params": fp32_params,
-            "synthetic_demo": card.provenance.synthetic_demo,
-        },
-        "calibration": calib_summary,
-        "heldout": heldout_set.summary,
-        "pruning": pruning,
-        "gates": {
-            g.metric: {"threshold": g.threshold, "higher_is_better": g.higher_is_better} for g in options.gates.values()
-        },
-        "machine": options.machine or f"{platform.machine()} {os.cpu_count()} cores, threads={options.threads}",
-        "rows": rows,
-        "failed": [r["target"] for r in rows if r["status"] == "failed"],
-    }
-    write_report(report, staging)
-    return report
+def _run(ctx: RunContext) -> dict[str, Any]:
+    """resolve source -> faces (calibration / held-out) -> FP32 reference -> (prune) -> targets -> report."""
+    source = resolve_step(ctx.options, ctx.work)
+    logger.info("targets: %s", ", ".join(ctx.targets))
+    plan = plan_step(ctx.options, source.card)
+    faces = faces_step(ctx.options, source.card, plan)
+    ref = reference_step(source, faces, ctx.options)
+    parent = prune_step(ctx, source, faces, ref)
+    rows = export_step(ctx, parent, faces, ref)
+    return report_step(ctx, source, faces, ref, parent, rows)

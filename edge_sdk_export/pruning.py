@@ -1,18 +1,37 @@
-"""Structured pruning of the reference network with torch-pruning, and label-free recovery by self-distillation.
+"""Structured pruning of any torch face model with torch-pruning, and label-free recovery by self-distillation.
 
 Channels are removed for real (the pruned model is a smaller dense network: fewer parameters and MACs, no
-masks). The head layers are never pruned: every head keeps its outputs. Recovery trains the pruned student to
-reproduce the unpruned teacher's raw head outputs on unlabelled face crops, so a user's own unlabelled footage
-is all it needs. Everything is seeded and runs on the CPU in a fixed number of steps.
+masks). :func:`prune_and_recover` works on any ``torch.nn.Module`` whose forward takes the preprocessed batch in
+the card's layout and returns the card's output tensors (a tuple in ``card.output_tensors`` order, a dict keyed by
+those names, or a single tensor for a one-output card). The layers that produce each output are found by tracing
+the module's autograd graph back from its outputs (:func:`output_layers`), never by attribute names, and are kept
+whole, so every head keeps its outputs. Recovery trains the pruned student to reproduce the unpruned teacher's raw
+head outputs on unlabelled face crops (per head, by the card's activation and clamp), so a user's own unlabelled
+footage is all it needs. Everything is seeded and runs on the CPU in a fixed number of steps.
+
+The reference network (:class:`edge_sdk_export.network.FaceNet`) gets two extras, found by its structure wherever
+it sits in the module: its neck keeps full width and the neck features are distilled too (see :func:`_reference`).
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
-from typing import Any
+import functools
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from edge_sdk.errors import ArtifactError, InputError
+
+if TYPE_CHECKING:
+    import torch
+
+    from edge_sdk.contract.card import ModelCard
+
+log = logging.getLogger(__name__)
 
 DEFAULT_STEPS = 2000  # ~3.5 min on a 2-core x86 box (~0.1 s per batch of 64)
 DEFAULT_BATCH = 64
@@ -24,11 +43,19 @@ KD_TEMPERATURE = 2.0
 # channels removed cost fidelity: jetson expression agreement 0.990 -> 0.977, below its 0.98 gate. Off by default.
 DEFAULT_ROUND_TO: int | None = None
 HEAD_WEIGHT_REGRESSION = 4.0  # VA pre-activations: small values, so a larger weight than the other heads
+# Parts of the reference network (FaceNet) that pruning recognises by structure, wherever it sits in a module.
+REFERENCE_PARTS = ("backbone", "pool", "neck", "head_layers")
+
+Activations = list[tuple[str, tuple[float, float] | None]]
 
 
 @dataclass(frozen=True)
 class PruneResult:
-    """The pruned (and recovered) model plus what pruning and recovery did."""
+    """The pruned (and recovered) model plus what pruning and recovery did.
+
+    ``model`` is normalised: ``forward(x)`` takes the batch in the card's layout and returns a tuple of tensors
+    in ``card.output_tensors`` order (a module returning a dict or a single tensor comes back wrapped).
+    """
 
     model: Any  # torch.nn.Module
     params_before: int
@@ -36,6 +63,7 @@ class PruneResult:
     macs_before: int
     macs_after: int
     distill: dict[str, Any]
+    kept_whole: dict[str, list[str]] = field(default_factory=dict)  # output -> layers kept whole for it
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -46,11 +74,189 @@ class PruneResult:
             "macs_after": self.macs_after,
             "macs_ratio": round(self.macs_after / self.macs_before, 4),
             "distillation": self.distill,
+            "kept_whole": self.kept_whole,
         }
 
 
+@dataclass(frozen=True)
+class HeadTarget:
+    """What one distillation loss term compares: a slice of one model output, and how the card activates it."""
+
+    name: str
+    output: int  # index into the model's output tuple
+    columns: tuple[int, int] | None  # [start, stop) of the output's last axis; None = all of it
+    activation: str
+    clamp: tuple[float, float] | None
+
+    def select(self, outputs: Sequence[Any]) -> Any:
+        tensor = outputs[self.output]
+        return tensor if self.columns is None else tensor[..., self.columns[0] : self.columns[1]]
+
+
+# ---- the module as the card sees it ------------------------------------------------------------------------------
+
+
+@functools.cache
+def _tuple_outputs_type() -> type:
+    """The :class:`torch.nn.Module` wrapper behind :func:`tuple_outputs` (defined on first use: torch loads lazily)."""
+    import torch
+
+    class TupleOutputs(torch.nn.Module):
+        """Returns the wrapped module's dict outputs (or its single tensor) as a tuple in ``names`` order."""
+
+        def __init__(self, module: torch.nn.Module, names: Sequence[str]) -> None:
+            super().__init__()
+            self.module = module
+            self.names = tuple(names)
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            out = self.module(x)
+            if isinstance(out, dict):
+                return tuple(out[name] for name in self.names)
+            if isinstance(out, list):
+                return tuple(out)
+            return (out,)
+
+    return TupleOutputs
+
+
+def tuple_outputs(module: Any, names: Sequence[str]) -> Any:
+    """``module`` (returning a dict keyed by ``names``, a list or one tensor) wrapped to return a tuple in ``names``
+    order, as pruning, distillation and ONNX export expect."""
+    return _tuple_outputs_type()(module, names)
+
+
+def _check_outputs(out: Any, names: Sequence[str] | None) -> str:
+    """How ``out`` (one forward pass) holds the card's outputs: "tuple", "list", "dict" or "tensor"; raises
+    ArtifactError naming what is missing or unexpected when it does not match the card."""
+    import torch
+
+    expected = ", ".join(names) if names else ""
+    if isinstance(out, dict):
+        if names is None:
+            raise ArtifactError("torch module returns a dict: a card is needed to put its outputs in order")
+        missing = [n for n in names if n not in out]
+        extra = [str(k) for k in out if k not in names]
+        if missing or extra:
+            parts = ([f"missing {', '.join(map(repr, missing))}"] if missing else []) + (
+                [f"unexpected {', '.join(map(repr, extra))}"] if extra else []
+            )
+            raise ArtifactError(
+                f"torch module output does not match the card: its dict has {'; '.join(parts)} "
+                f"(the card's heads read the outputs: {expected})"
+            )
+        kind, values = "dict", [out[n] for n in names]
+    elif isinstance(out, torch.Tensor):
+        kind, values = "tensor", [out]
+    elif isinstance(out, (tuple, list)):
+        kind, values = type(out).__name__, list(out)
+    else:
+        raise ArtifactError(f"torch module returns {type(out).__name__}: expected tensors (a tuple, or a dict by name)")
+    if names is not None and len(values) != len(names):
+        raise ArtifactError(
+            f"torch module returns {len(values)} tensor(s), the card's heads read {len(names)} output(s): {expected} "
+            "(return one tensor per distinct head output, in order of first use, or a dict keyed by those names)"
+        )
+    bad = [i for i, v in enumerate(values) if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise ArtifactError(f"torch module output {bad[0]} is a {type(values[bad[0]]).__name__}, expected a tensor")
+    return kind
+
+
+def normalised(model: Any, card: ModelCard | None, example: Any) -> Any:
+    """``model`` itself when it already returns a tuple of the card's outputs, else wrapped by :func:`tuple_outputs`.
+
+    Runs one forward pass on ``example`` (in the card's layout) to check the outputs against the card.
+    """
+    import torch
+
+    names = card.output_tensors if card is not None else None
+    with torch.no_grad():
+        kind = _check_outputs(model.eval()(example), names)
+    if kind == "tuple":
+        return model
+    return tuple_outputs(model, names if names is not None else ("output",))
+
+
+def to_layout(batch: np.ndarray, card: ModelCard | None) -> np.ndarray:
+    """The NCHW batch in the card's input layout (NHWC: transposed); a contiguous float32 array."""
+    if card is not None and card.input.layout == "NHWC":
+        batch = batch.transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(batch, dtype=np.float32)
+
+
+def example_input(data: np.ndarray, card: ModelCard | None) -> Any:
+    """A batch-1 zero input shaped like one sample of the NCHW ``data``, in the card's layout."""
+    import torch
+
+    return torch.from_numpy(to_layout(np.zeros((1, *data.shape[1:]), np.float32), card))
+
+
+# ---- which layers make the outputs -------------------------------------------------------------------------------
+
+
+def _weighted(module: Any) -> bool:
+    """A layer whose weight mixes channels (Conv, Linear, ...): its output channels are what pruning removes."""
+    return any(p.ndim >= 2 for p in module.parameters(recurse=False))
+
+
+def output_layers(model: Any, example: Any) -> list[list[Any]]:
+    """For each output of ``model(example)`` (a tuple), the layers that produce it: kept whole by pruning.
+
+    Walks the autograd graph back from each output through parameter-free operations (reshapes, activations,
+    concatenations, additions, slicing...) and stops at the first layer with a channel-mixing weight (Conv,
+    Linear) on every path; channel-wise layers met on the way (BatchNorm, LayerNorm, PReLU) are kept too. So a head
+    ``Linear -> tanh``, two Linears concatenated into one output, or ``Conv1x1 -> BN -> flatten`` keep every
+    channel they produce. Found from the module's own graph, whatever its attributes are called.
+    """
+    import torch
+
+    producers: dict[Any, list[Any]] = {}  # autograd node -> the modules whose output it made (nested ones share it)
+    owners = [m for m in model.modules() if any(True for _ in m.parameters(recurse=False))]
+
+    def hook(module: Any, _inputs: Any, output: Any) -> None:
+        if isinstance(output, torch.Tensor) and output.grad_fn is not None:
+            producers.setdefault(output.grad_fn, []).append(module)
+
+    handles = [m.register_forward_hook(hook) for m in owners]
+    try:
+        with torch.enable_grad():
+            outputs = model(example.clone().requires_grad_(True))
+    finally:
+        for handle in handles:
+            handle.remove()
+    found: list[list[Any]] = []
+    for out in outputs:
+        layers: list[Any] = []
+        todo = [out.grad_fn] if out.grad_fn is not None else []
+        seen: set[Any] = set()
+        while todo:
+            fn = todo.pop()
+            if fn is None or fn in seen:
+                continue
+            seen.add(fn)
+            modules = producers.get(fn, [])
+            layers += [m for m in modules if m not in layers]
+            if any(_weighted(m) for m in modules):
+                continue
+            todo.extend(next_fn for next_fn, _ in fn.next_functions)
+        found.append(layers)
+    return found
+
+
+def _reference(model: Any) -> Any | None:
+    """The reference network (FaceNet: backbone, pool, neck and one head layer per reference head) inside
+    ``model``, recognised by its structure, or None."""
+    from edge_sdk_export.network import HEAD_NAMES
+
+    for m in model.modules():
+        if all(hasattr(m, p) for p in REFERENCE_PARTS) and set(getattr(m, "head_layers", ())) == set(HEAD_NAMES):
+            return m
+    return None
+
+
 def head_layers(model: Any) -> list[Any]:
-    """The layers that produce head outputs (kept intact): ``model.head_layers`` or the last Linear layers."""
+    """The reference network's head layers (``model.head_layers``), else the last Linear layer (sparse training)."""
     import torch
 
     heads = getattr(model, "head_layers", None)
@@ -77,7 +283,30 @@ def _importance() -> Any:
 
 
 def _protected(model: Any) -> list[Any]:
+    """Layers of the reference network kept whole: its heads and its neck (sparse training and prune_channels)."""
     return head_layers(model) + feature_layers(model)
+
+
+def _prune(
+    model: Any, example: Any, ratio: float, ignored: list[Any], global_pruning: bool, round_to: int | None
+) -> Any:
+    """A pruned copy of ``model``: ``ratio`` of the channels of every prunable group removed, ``ignored`` kept."""
+    import torch_pruning as tp
+
+    pruned = copy.deepcopy(model).eval()
+    ids = {id(m) for m in ignored}  # layers of ``model``: the copy's are at the same positions in modules()
+    kept = [copy_ for m, copy_ in zip(model.modules(), pruned.modules(), strict=True) if id(m) in ids]
+    pruner = tp.pruner.MetaPruner(
+        pruned,
+        example,
+        importance=_importance(),
+        pruning_ratio=ratio,
+        global_pruning=global_pruning,
+        ignored_layers=kept,
+        round_to=round_to,
+    )
+    pruner.step()
+    return pruned
 
 
 def prune_channels(
@@ -87,27 +316,15 @@ def prune_channels(
     global_pruning: bool = False,
     round_to: int | None = DEFAULT_ROUND_TO,
 ) -> Any:
-    """Remove ``ratio`` of the prunable channels (L2 magnitude, dependency-aware); returns the pruned copy.
+    """Remove ``ratio`` of the prunable channels of the reference network (L2 magnitude, dependency-aware); returns
+    the pruned copy.
 
     The heads and the neck's output width are protected; every backbone layer loses at least ``ratio`` of its
     channels, its kept count rounded down to a multiple of ``round_to`` (None: no rounding).
     """
     import torch
-    import torch_pruning as tp
 
-    pruned = copy.deepcopy(model).eval()
-    example = torch.zeros(1, 3, *input_size)
-    pruner = tp.pruner.MetaPruner(
-        pruned,
-        example,
-        importance=_importance(),
-        pruning_ratio=ratio,
-        global_pruning=global_pruning,
-        ignored_layers=_protected(pruned),
-        round_to=round_to,
-    )
-    pruner.step()
-    return pruned
+    return _prune(model, torch.zeros(1, 3, *input_size), ratio, _protected(model), global_pruning, round_to)
 
 
 class GroupSparsity:
@@ -149,12 +366,14 @@ class GroupSparsity:
                 p.grad = None
 
 
-def count_ops(model: Any, input_size: tuple[int, int]) -> tuple[int, int]:
-    """(MACs, parameters) of one batch-1 forward pass, as torch-pruning counts them."""
+def count_ops(model: Any, input_size: tuple[int, int], example: Any = None) -> tuple[int, int]:
+    """(MACs, parameters) of one batch-1 forward pass, as torch-pruning counts them (``example``: the input, by
+    default a 3-channel NCHW zero image of ``input_size``)."""
     import torch
     import torch_pruning as tp
 
-    macs, params = tp.utils.count_ops_and_params(model.eval(), torch.zeros(1, 3, *input_size))
+    x = torch.zeros(1, 3, *input_size) if example is None else example
+    macs, params = tp.utils.count_ops_and_params(model.eval(), x)
     return int(macs), int(params)
 
 
@@ -197,15 +416,36 @@ def _augment(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out * gain + bias
 
 
-def _forward(model: Any, x: Any) -> tuple[Any, tuple[Any, ...]]:
-    """(neck features or None, head outputs): features exist for networks with backbone/pool/neck/head_layers."""
-    from edge_sdk_export.network import HEAD_NAMES
+# ---- label-free recovery -----------------------------------------------------------------------------------------
 
-    parts = ("backbone", "pool", "neck", "head_layers")
-    if not all(hasattr(model, p) for p in parts) or set(model.head_layers) != set(HEAD_NAMES):
-        return None, tuple(model(x))
-    z = model.neck(model.pool(model.backbone(x)))
-    return z, tuple(model.head_layers[name](z) for name in HEAD_NAMES)
+
+def head_targets(card: ModelCard | None, outputs: int, activations: Activations | None = None) -> list[HeadTarget]:
+    """The distillation terms: one per card head (its output by position in ``card.output_tensors``, its
+    ``columns``, activation and clamp); without a card one per output, with ``activations`` (one
+    ``(activation, clamp)`` per output) or plain squared error."""
+    if card is not None:
+        index = {name: i for i, name in enumerate(card.output_tensors)}
+        return [HeadTarget(h.name, index[h.tensor], h.columns, h.activation, h.clamp) for h in card.heads]
+    kinds = activations or [("none", None)] * outputs
+    if len(kinds) != outputs:
+        raise InputError(f"distillation: {len(kinds)} activations for a model with {outputs} outputs")
+    return [HeadTarget(f"output {i}", i, None, act, clamp) for i, (act, clamp) in enumerate(kinds)]
+
+
+def _neck_hooks(student: Any, teacher: Any, store: dict[str, Any]) -> list[Any]:
+    """Hooks that put the reference network's neck features of student and teacher into ``store`` on every
+    forward pass (feature distillation); none when the module holds no reference network."""
+    nets = {"student": _reference(student), "teacher": _reference(teacher)}
+    if any(net is None for net in nets.values()):
+        return []
+
+    def keeper(role: str) -> Any:
+        def hook(_module: Any, _inputs: Any, output: Any) -> None:
+            store[role] = output
+
+        return hook
+
+    return [net.neck.register_forward_hook(keeper(role)) for role, net in nets.items()]
 
 
 def _no_dropout(model: Any) -> list[tuple[Any, float]]:
@@ -227,13 +467,15 @@ def distill(
     lr: float = DEFAULT_LR,
     seed: int = 0,
     progress: bool = True,
-    activations: list[tuple[str, tuple[float, float] | None]] | None = None,
+    activations: Activations | None = None,
+    card: ModelCard | None = None,
 ) -> dict[str, Any]:
     """Train ``student`` to match ``teacher`` on the NCHW batch ``data`` (knowledge distillation, no labels).
 
-    Loss = per-head KD loss (``activations``: one ``(activation, clamp)`` per model output, from the card;
-    without it MSE on raw outputs) + MSE between the neck features of student and teacher. One-cycle LR.
-    Deterministic for a given seed: fixed sample order and augmentation, deterministic torch kernels.
+    Both take the batch in the card's layout and return a tuple of outputs. Loss = per-head KD loss (the card's
+    heads, see :func:`head_targets`; without a card ``activations`` or MSE on raw outputs) + MSE between the neck
+    features of student and teacher when they are the reference network. One-cycle LR. Deterministic for a given
+    seed: fixed sample order and augmentation, deterministic torch kernels.
     """
     import torch
     import torch.nn.functional as F
@@ -254,18 +496,22 @@ def distill(
     optimizer = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=0.0)
     # One-cycle: 10 % warm-up then cosine decay. Very short runs (tests) only see the start of a 20-step cycle.
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=max(20, steps), pct_start=0.1)
+    features: dict[str, Any] = {}
+    hooks = _neck_hooks(student, teacher, features)
+    heads: list[HeadTarget] | None = None
     losses: list[float] = []
+    log.info("distillation: %d steps of batch %d on %d crops (lr %g, seed %d)", steps, batch, len(data), lr, seed)
     try:
         for _ in tqdm(range(steps), desc="distillation", disable=not progress, leave=False, dynamic_ncols=True):
             idx = rng.choice(len(data), size=min(batch, len(data)), replace=False)
-            x = torch.from_numpy(np.ascontiguousarray(_augment(data[idx], rng)))
+            x = torch.from_numpy(to_layout(_augment(data[idx], rng), card))
             with torch.no_grad():
-                t_features, targets = _forward(teacher, x)
-            s_features, outputs = _forward(student, x)
-            kinds = activations or [("none", None)] * len(outputs)
-            loss = sum(_head_loss(o, t, act, clamp) for o, t, (act, clamp) in zip(outputs, targets, kinds, strict=True))
-            if s_features is not None:
-                loss = loss + F.mse_loss(s_features, t_features)
+                targets = tuple(teacher(x))
+            outputs = tuple(student(x))
+            heads = heads or head_targets(card, len(outputs), activations)
+            loss = sum(_head_loss(h.select(outputs), h.select(targets), h.activation, h.clamp) for h in heads)
+            if hooks:
+                loss = loss + F.mse_loss(features["student"], features["teacher"])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -275,9 +521,11 @@ def distill(
         torch.use_deterministic_algorithms(deterministic)
         for m, p in dropout:
             m.p = p
+        for hook in hooks:
+            hook.remove()
     student.eval()
     head = max(1, steps // 10)
-    return {
+    report = {
         "steps": steps,
         "batch": batch,
         "lr": lr,
@@ -288,30 +536,107 @@ def distill(
         "loss_first": round(float(np.mean(losses[:head])), 5) if losses else None,
         "loss_last": round(float(np.mean(losses[-head:])), 5) if losses else None,
     }
+    log.info("distillation: loss %s -> %s", report["loss_first"], report["loss_last"])
+    return report
+
+
+def _check_data(data: np.ndarray, card: ModelCard | None) -> None:
+    """Raise InputError unless ``data`` is a non-empty NCHW batch of the card's input (channels, size)."""
+    shape = getattr(data, "shape", ())
+    if len(shape) != 4 or shape[0] < 1:
+        raise InputError(f"pruning data: expected a non-empty NCHW batch (N, C, H, W), got shape {tuple(shape)}")
+    if card is not None:
+        spec = card.input
+        want = (spec.channels, spec.height, spec.width)
+        if tuple(shape[1:]) != want:
+            raise InputError(
+                f"pruning data: expected NCHW crops of {want} (channels, height, width) for "
+                f"{card.name}, got {tuple(shape[1:])}"
+            )
+
+
+def _layer_names(model: Any, layers: list[list[Any]], names: Sequence[str]) -> dict[str, list[str]]:
+    """{output name: qualified names of the layers producing it} (for logs and the report)."""
+    qualified = {id(m): name or type(m).__name__ for name, m in model.named_modules()}
+    return {
+        out: [qualified.get(id(m), type(m).__name__) for m in found] for out, found in zip(names, layers, strict=True)
+    }
 
 
 def prune_and_recover(
     model: Any,
     ratio: float,
     data: np.ndarray,
+    card: ModelCard | None = None,
+    *,
     steps: int = DEFAULT_STEPS,
     seed: int = 0,
     global_pruning: bool = False,
     progress: bool = True,
     lr: float = DEFAULT_LR,
-    activations: list[tuple[str, tuple[float, float] | None]] | None = None,
     round_to: int | None = DEFAULT_ROUND_TO,
+    batch: int = DEFAULT_BATCH,
+    activations: Activations | None = None,
 ) -> PruneResult:
-    """Prune ``ratio`` of the channels of ``model`` and recover by self-distillation on ``data`` (NCHW float32)."""
+    """Prune ``ratio`` of the channels of any torch ``model`` and recover by self-distillation on ``data``.
+
+    ``model``: forward takes the preprocessed batch in ``card.input.layout`` and returns the card's outputs (a
+    tuple in ``card.output_tensors`` order, a dict keyed by those names, or one tensor); a dict with missing or
+    extra keys, or the wrong number of tensors, is refused (ArtifactError). ``data``: preprocessed NCHW crops (any
+    float dtype, e.g. float16), transposed here for an NHWC card. The layers producing each output are kept whole
+    (:func:`output_layers`); the teacher is an unpruned copy; each card head is distilled by its activation and
+    clamp, on its ``columns`` of a shared output. Without a card (the reference network, legacy callers) the
+    outputs are distilled by ``activations`` or plain squared error. The model passed in is not modified.
+    """
     import torch
 
-    size = (int(data.shape[2]), int(data.shape[3]))
-    teacher = copy.deepcopy(model).eval()
-    macs_before, params_before = count_ops(teacher, size)
+    if not 0.0 < ratio < 1.0:
+        raise InputError(f"--prune {ratio}: expected a fraction of channels in (0, 1)")
+    _check_data(data, card)
+    example = example_input(data, card)
+    net = normalised(copy.deepcopy(model), card, example)
+    teacher = copy.deepcopy(net).eval()
+    names = card.output_tensors if card is not None else tuple(f"output {i}" for i in range(len(net(example))))
+    heads = output_layers(net, example)
+    kept_names = _layer_names(net, heads, names)
+    for out, layers in kept_names.items():
+        if layers:
+            log.info("pruning keeps whole the layers producing %s: %s", out, ", ".join(layers))
+        else:
+            log.warning("pruning: no layer produces output %s (nothing to keep whole for it)", out)
+    protected = [m for layers in heads for m in layers]
+    reference = _reference(net)
+    if reference is not None:  # the reference network's neck keeps full width (feature distillation)
+        protected += feature_layers(reference)
+    macs_before, params_before = count_ops(teacher, (), example)
     torch.manual_seed(seed)
-    student = prune_channels(model, ratio, size, global_pruning, round_to)
-    macs_after, params_after = count_ops(student, size)
-    report = distill(student, teacher, data, steps=steps, lr=lr, seed=seed, progress=progress, activations=activations)
+    student = _prune(net, example, ratio, protected, global_pruning, round_to)
+    macs_after, params_after = count_ops(student, (), example)
+    with torch.no_grad():
+        want = [tuple(t.shape) for t in teacher(example)]
+        got = [tuple(t.shape) for t in student(example)]
+    if want != got:  # cannot happen while the output layers are kept whole; never ship a model with other heads
+        raise ArtifactError(f"pruning changed the output shapes {want} -> {got}: the model's heads cannot be kept")
+    log.info(
+        "pruned %.0f%% of channels: %d -> %d parameters, %d -> %d MACs",
+        ratio * 100,
+        params_before,
+        params_after,
+        macs_before,
+        macs_after,
+    )
+    report = distill(
+        student,
+        teacher,
+        data,
+        steps=steps,
+        batch=batch,
+        lr=lr,
+        seed=seed,
+        progress=progress,
+        activations=activations,
+        card=card,
+    )
     report["global_pruning"] = global_pruning
     report["round_to"] = round_to
-    return PruneResult(student, params_before, params_after, macs_before, macs_after, report)
+    return PruneResult(student, params_before, params_after, macs_before, macs_after, report, kept_names)

@@ -65,9 +65,12 @@ class _BatchReader:
 
 
 def quantize_qdq(fp32_onnx: Path, out_path: Path, card: ModelCard, calib: np.ndarray, scheme: QdqScheme) -> Path:
-    """Write a QDQ INT8 copy of ``fp32_onnx`` calibrated on the NCHW float32 ``calib`` batch, card embedded."""
+    """Write a QDQ INT8 copy of ``fp32_onnx`` calibrated on the NCHW float32 ``calib`` batch (fed to the model in
+    its card's layout), card embedded."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from edge_sdk_export.onnx_io import to_layout
 
     activation_type = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}[scheme.activation]
     method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}[scheme.calibration]
@@ -78,7 +81,7 @@ def quantize_qdq(fp32_onnx: Path, out_path: Path, card: ModelCard, calib: np.nda
         quantize_static(
             str(prepared),
             str(out_path),
-            _BatchReader(card.input.name, calib),
+            _BatchReader(card.input.name, to_layout(calib, card)),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             activation_type=activation_type,

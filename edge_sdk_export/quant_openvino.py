@@ -43,7 +43,9 @@ def quantize_openvino(
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
-    calibration = nncf.Dataset(_items(calib))
+    from edge_sdk_export.onnx_io import to_layout
+
+    calibration = nncf.Dataset(_items(to_layout(calib, card)))
     subset = len(calib)
     # Absolute min/max activation ranges instead of NNCF's default averaged per-sample ranges: users calibrate
     # on their own footage, which need not cover every face the model will see, and averaged ranges clip the
@@ -73,7 +75,7 @@ def quantize_openvino(
         quantized = nncf.quantize_with_accuracy_control(
             model,
             calibration,
-            nncf.Dataset(_items(held_out)),
+            nncf.Dataset(_items(to_layout(held_out, card))),
             validate,
             max_drop=max_drop,
             subset_size=subset,

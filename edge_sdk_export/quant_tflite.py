@@ -22,11 +22,11 @@ from edge_sdk.contract.card import ModelCard
 from edge_sdk.errors import ArtifactError
 
 
-def _saved_model(fp32_onnx: Path, work: Path, log_path: Path) -> Path:
-    """onnx2tf -> NHWC saved_model in ``work`` (batch 1, offline)."""
+def _saved_model(fp32_onnx: Path, work: Path, log_path: Path, layout: str = "NCHW") -> Path:
+    """onnx2tf -> NHWC saved_model in ``work`` (batch 1, offline); ``layout`` is the ONNX input's (card) layout."""
     from edge_sdk_export.convert import _log_tail, run_onnx2tf
 
-    run_onnx2tf(fp32_onnx, work, log_path)
+    run_onnx2tf(fp32_onnx, work, log_path, layout)
     if not (work / "saved_model.pb").is_file():
         raise ArtifactError(f"{fp32_onnx}: onnx2tf wrote no saved_model; log tail:\n{_log_tail(log_path)}")
     return work
@@ -103,8 +103,8 @@ def quantize_tflite(fp32_onnx: Path, out_path: Path, card: ModelCard, calib: np.
     calib_nhwc = np.ascontiguousarray(to_layout(calib, "NHWC"))
     with tempfile.TemporaryDirectory(prefix="edge-sdk-tflite-") as tmp:
         work = Path(tmp)
-        saved = _saved_model(fp32_onnx, work / "model", work / "onnx2tf.log")
-        from edge_sdk_export.convert import _log_tail, _quiet
+        saved = _saved_model(fp32_onnx, work / "model", work / "onnx2tf.log", card.input.layout)
+        from edge_sdk_export.convert import _log_tail, _quiet, check_litert_loads
 
         log_path = work / "tflite_converter.log"
         try:
@@ -116,11 +116,13 @@ def quantize_tflite(fp32_onnx: Path, out_path: Path, card: ModelCard, calib: np.
                 f"log tail:\n{_log_tail(log_path)}"
             ) from None
     out_path.write_bytes(flat)
+    check_litert_loads(out_path)  # in a child: a LiteRT abort must not reach this process
 
     probe = calib[: min(16, len(calib))]
     session = open_session(fp32_onnx, threads=1)
     names = list(card.output_tensors)
-    expected = dict(zip(names, session.run(names, {card.input.name: probe}), strict=True))
+    feed = np.ascontiguousarray(to_layout(probe, card.input.layout))
+    expected = dict(zip(names, session.run(names, {card.input.name: feed}), strict=True))
     produced, (scale, zero_point) = _run_int8(out_path, probe)
     mapping = _match_outputs(produced, expected, out_path)
     new_card = card.with_changes(

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge_sdk.bench.export_row import REPORT_SCHEMA, ExportRow
 from edge_sdk.bench.machine import collect_machine_info, device_verdict
 from edge_sdk.cli import main
 from edge_sdk.contract.card import ExportInfo, ModelCard
@@ -60,10 +61,9 @@ def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     onnx_to_tflite_fp32(fp32, out / "rpi")
     tflite, tflite_card = quantize_tflite(fp32, out / "rpi" / "tiny_rpi_int8.tflite", int8_card("rpi"), calib)
     write_sidecar(tflite_card, [tflite])
-    # the shape of `edge-sdk export`'s report.json rows (edge_sdk_export/pipeline.py)
-    report = {
-        "rows": [{"target": "cpu", "files": ["tiny_cpu_int8.onnx"], "status": "passed", "expression_agreement": 0.97}]
-    }
+    # `edge-sdk export` writes its rows through the same typed ExportRow the benchmark reads them with
+    row = ExportRow("cpu", "onnx", "passed", files=("tiny_cpu_int8.onnx",), metrics={"expression_agreement": 0.97})
+    report = {"schema": REPORT_SCHEMA, "rows": [row.to_dict()]}
     (out / "report.json").write_text(json.dumps(report), encoding="utf-8")
     return out
 
@@ -137,6 +137,35 @@ def test_fidelity_from_the_export_report_and_precision_filter(
     assert "pass expression_agreement=0.97" in out
     assert any("pruned-int8: no such cpu artifact" in n for n in result["notes"])
     assert rows["fp32-plain-ort"]["speedup_vs_baseline"] == pytest.approx(1.0)
+
+
+def _copy_with_report(export_dir: Path, tmp_path: Path, report: dict) -> Path:
+    folder = tmp_path / "export"
+    shutil.copytree(export_dir / "cpu", folder)
+    (folder / "report.json").write_text(json.dumps(report), encoding="utf-8")
+    return folder
+
+
+def test_a_bad_report_row_is_an_error_naming_the_field(
+    export_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    row = ExportRow("cpu", "onnx", "passed", files=("tiny_cpu_int8.onnx",)).to_dict()
+    folder = _copy_with_report(export_dir, tmp_path, {"schema": REPORT_SCHEMA, "rows": [{**row, "latency_ms": "x"}]})
+    code, _, err = _bench(capsys, "--target", "cpu", "--model", str(folder), *QUICK)
+    assert code == 2 and "export report field 'rows[0].latency_ms': expected a number, got 'x'" in err
+
+
+def test_a_report_of_another_version_gives_no_fidelity_and_says_why(
+    export_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = {"rows": [{"target": "cpu", "files": ["tiny_cpu_int8.onnx"], "status": "passed", "expression_agreement": 1}]}
+    folder = _copy_with_report(export_dir, tmp_path, old)
+    out_json = tmp_path / "o.json"
+    code, _, err = _bench(capsys, "--target", "cpu", "--model", str(folder), *QUICK, "--json", str(out_json))
+    assert code == 0, err
+    result = json.loads(out_json.read_text())
+    assert all(r["fidelity"] is None for r in result["results"])
+    assert any("written by another edge-sdk version" in n for n in result["notes"])
 
 
 def test_single_int8_file_finds_its_fp32_reference(

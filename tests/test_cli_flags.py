@@ -33,8 +33,8 @@ def test_export_flags_cover_export_options() -> None:
     from edge_sdk_export.cli import add_arguments
     from edge_sdk_export.pipeline import ExportOptions
 
-    computed = {"distill_synthetic", "gates", "progress"}  # from --no-distill-synthetic, --gate, --no-progress
-    unset = {"distill_synthetic_count"}  # no flag: the default always
+    computed = {"gates", "progress"}  # from --gate, --no-progress
+    unset: set[str] = set()
     assert {f.name for f in fields(ExportOptions)} - _dests(add_arguments) == computed | unset
 
 

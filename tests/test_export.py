@@ -1,25 +1,30 @@
 """edge-sdk export (issue #3): INT8 artifacts per target, QDQ proofs, cards, pruning, fidelity gates.
 
 Small on purpose (CI: 2 cores): tiny ONNX models from tests/model_factory.py, 32 calibration crops,
-64 held-out faces, a few distillation steps. The full-size run is recorded in the issue report.
+64 held-out faces, a few distillation steps. The full-size run is recorded in the issue report. Face detection
+results are cached once per session (FACE_CACHE), so the real-footage runs detect only once.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from edge_sdk.backend import load_backend
+from edge_sdk.bench.export_row import ExportRow, GateResult, ReportRowError, rows_from_report
 from edge_sdk.contract.card_io import load_card, sha256_file
+from edge_sdk.errors import InputError
 from edge_sdk.model.face_model import DEMO_MODEL
 from edge_sdk.targets import TARGETS
+from edge_sdk_export.calibration import FileFaces, collect_faces, plan_media, split_by_file
 from edge_sdk_export.exporters import exporter_for
 from edge_sdk_export.fidelity import Gate, apply_gates, compare, parse_gates
-from edge_sdk_export.pipeline import ExportOptions, run_export
+from edge_sdk_export.pipeline import ExportOptions, RenderedCounts, run_export
 from edge_sdk_export.quant_onnx import ORT_CPU_SCHEME, TENSORRT_SCHEME, check_qdq
 from tests.conftest import shared_file
 from tests.model_factory import HSEMOTION_LABELS, IMAGENET_MEAN, IMAGENET_STD, build_packed_onnx
@@ -27,6 +32,14 @@ from tests.model_factory import HSEMOTION_LABELS, IMAGENET_MEAN, IMAGENET_STD, b
 # A random-weight toy net is not a trained model: its VA outputs have little variance, so the VA gate is
 # loosened for the end-to-end runs here (gate logic itself is tested on its own below).
 TOY_GATES = parse_gates(["va_ccc=0.5", "au_occurrence_f1=0.8"])
+NO_GATES = parse_gates(["va_ccc=0", "au_occurrence_f1=0", "expression_agreement=0", "pspi_mae=16"])
+FACES = shared_file("data/faces/single_face.mp4").parent
+
+
+@pytest.fixture(scope="session")
+def face_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One crop cache for the session: entries are keyed by file, detector, size and crop spec."""
+    return tmp_path_factory.mktemp("face-cache")
 
 
 def yunet():
@@ -79,30 +92,36 @@ def test_every_target_has_an_export_function():
     assert all(callable(exporter_for(name)) for name in TARGETS)
 
 
-def test_third_party_onnx_all_targets(tmp_path):
+def test_third_party_onnx_all_targets(tmp_path, face_cache):
+    """A real (non-demo) model on real footage: held-out faces are whole files split off --calib, and no
+    rendered face is in its held-out set or its calibration."""
     model = third_party_model(tmp_path)
     out = tmp_path / "artifacts"
     report = run_export(
         ExportOptions(
             model=str(model),
             targets=["jetson", "rpi", "openvino", "cpu"],
-            calib=str(shared_file("data/faces/single_face.mp4")),
+            calib=str(FACES),
             out=out,
             calib_size=32,
             heldout_size=64,
-            prune=0.3,
-            gates=TOY_GATES,
+            gates=NO_GATES,
             latency_runs=5,
             detector=yunet(),
-            cache_dir=tmp_path / "cache",
+            cache_dir=face_cache,
             progress=False,
         )
     )
-    assert "no torch model" in report["pruning"]["skipped"]
-    assert report["calibration"]["count"] == 32 and report["calibration"]["kind"] == "faces"
+    calib, held = report["calibration"], report["heldout"]
+    assert calib["count"] == 32 and calib["kind"] == "faces" and "range_cover" not in calib
+    assert held["files"] and not set(held["files"]) & set(calib["files"])  # a file is never on both sides
+    assert held["rendered"] == 0 and held["real_crops"] == held["count"] > 0
+    assert f"{held['count']} real face crops from {len(held['files'])} file" in held["description"]
+    assert report["schema"] == "edge-sdk-export-report/2" and report["pruning"] == {"applied": False, "ratio": 0.0}
     assert [r["target"] for r in report["rows"]] == ["jetson", "rpi", "openvino", "cpu"]
     parent_sha = sha256_file(model)
     for row in report["rows"]:
+        assert row["heldout"] == held["description"]
         main = out / row["files"][0]
         card = load_card(main)
         assert (card.export.target, card.export.precision) == (row["target"], "int8")
@@ -110,10 +129,10 @@ def test_third_party_onnx_all_targets(tmp_path):
         assert card.export.calibration["count"] == 32
         outputs = load_backend(main).run(np.zeros((2, 3, 64, 64), np.float32))
         assert outputs["expression"].shape == (2, 8) and outputs["valence_arousal"].shape == (2, 2)
-        assert row["expression_agreement"] is not None and row["au_occurrence_f1"] is None  # no AU head
+        assert row["metrics"]["expression_agreement"] is not None and row["metrics"]["au_occurrence_f1"] is None
         assert row["latency_ms"] > 0 and row["fp32_latency_ms"] > 0
-    # TFLite int8 outputs clip outside their calibration range: rendered faces widen it (real footage only here)
-    assert report["rows"][1]["checks"]["representative_rows"] == 32 + 300
+    # a real model's calibration is its own footage only: no rendered range cover by default
+    assert report["rows"][1]["checks"]["representative_rows"] == 32
     tflite = load_card(out / "thirdparty_rpi_int8.tflite")
     assert tflite.input.dtype == "int8" and tflite.input.layout == "NHWC" and tflite.input.scale > 0
     assert check_qdq(out / "thirdparty_jetson_int8.onnx", TENSORRT_SCHEME)["symmetric"] is True
@@ -129,7 +148,120 @@ def test_third_party_onnx_all_targets(tmp_path):
     assert "\n\t" not in xml.read_text(encoding="utf-8")
     for name in ("report.json", "report.md", "report.png"):
         assert (out / name).stat().st_size > 0
+    markdown = (out / "report.md").read_text()
+    assert f"held-out fidelity set (every gate below is measured on it): {held['description']}" in markdown
+    assert "0 rendered" in markdown and ", ".join(held["files"]) in markdown
     assert not list(tmp_path.glob(".artifacts.staging-*"))
+
+
+def _faces(name: str, count: int) -> FileFaces:
+    return FileFaces(Path(name), np.zeros((count, 4, 4, 3), np.uint8), {"aligned": count, "box": 0})
+
+
+def test_split_by_file_never_puts_a_file_on_both_sides():
+    files = [_faces("a.mp4", 240), _faces("b.mp4", 60), _faces("c.jpg", 1), _faces("d.mp4", 0), _faces("e.mp4", 80)]
+    for seed in range(8):
+        calib, held = split_by_file(files, 0.2, seed)
+        names = lambda group: {f.path.name for f in group}  # noqa: E731
+        assert not names(calib) & names(held) and names(calib) | names(held) == {f.path.name for f in files}
+        assert held and "d.mp4" not in names(held)  # a file without faces adds nothing to the held-out set
+        assert any(len(f) for f in calib)
+        assert 0.05 <= sum(len(f) for f in held) / 381 <= 0.4  # about 20 % of the faces, whole files only
+        assert split_by_file(files, 0.2, seed) == (calib, held)  # deterministic by seed
+    assert len(split_by_file(files[:2], 0.9, 0)[0]) == 1  # calibration always keeps a file
+
+
+def test_one_calib_file_needs_heldout_or_rendered_faces(tmp_path):
+    single = str(FACES / "single_face.mp4")
+    with pytest.raises(InputError, match="a single file.*--heldout PATH.*--synthetic-heldout N"):
+        plan_media(single, None, rendered_heldout=0)
+    plan = plan_media(single, FACES / "single_face.jpg", rendered_heldout=0)
+    assert [p.name for p in plan.calib_files] == ["single_face.mp4"]
+    assert [p.name for p in plan.heldout_files] == ["single_face.jpg"]
+    assert plan_media(single, None, rendered_heldout=16).heldout_files is None  # rendered only: allowed
+    with pytest.raises(InputError, match="every file is also in --heldout"):
+        plan_media(single, FACES / "single_face.mp4", rendered_heldout=0)
+
+
+def test_heldout_footage_is_kept_out_of_calibration(face_cache):
+    plan = plan_media(str(FACES), FACES / "single_face.mp4", rendered_heldout=0)
+    faces = collect_faces(plan, 64, 64, calib_size=16, heldout_size=20, detector=yunet(), cache_dir=face_cache,
+                          progress=False)  # fmt: skip
+    assert "single_face.mp4" not in faces.calib.summary["files"] and len(faces.calib) == 16
+    assert faces.heldout.summary["files"] == ["single_face.mp4"] and len(faces.heldout) == 20
+    assert faces.heldout.summary["how"] == f"--heldout {FACES / 'single_face.mp4'}"
+    assert faces.range_cover is None and faces.heldout.summary["rendered"] == 0
+    assert len(faces.pool) == faces.calib.summary["faces_found"]  # distillation: every calibration-side crop
+
+
+def test_rendered_faces_only_for_the_synthetic_demo():
+    from edge_sdk_export.pipeline import DISTILL_SYNTHETIC_COUNT, RANGE_COVER_SIZE, rendered_counts
+
+    demo = load_card(DEMO_MODEL)
+    real = demo.with_changes(provenance=replace(demo.provenance, synthetic_demo=False))
+    options = ExportOptions(model="x", targets=["cpu"], calib=str(FACES), out=Path("o"))
+    assert rendered_counts(options, demo) == RenderedCounts(300, RANGE_COVER_SIZE, DISTILL_SYNTHETIC_COUNT)
+    assert rendered_counts(options, real) == RenderedCounts(0, 0, 0)
+    asked = replace(options, synthetic_heldout=40, range_cover=50, distill_synthetic=60)
+    assert rendered_counts(asked, real) == RenderedCounts(40, 50, 60)
+    # --calib synthetic: rendered faces are all there is, so the held-out set is rendered too
+    assert rendered_counts(replace(options, calib="synthetic"), real) == RenderedCounts(300, 0, 0)
+
+
+def test_prune_on_an_onnx_source_exits_2_before_any_work(tmp_path, capsys):
+    from edge_sdk.cli import main
+
+    model = third_party_model(tmp_path)
+    out = tmp_path / "out"
+    code = main(["export", "--model", str(model), "--targets", "cpu", "--calib", str(FACES), "--out", str(out),
+                 "--prune", "0.3", "--detector", "none", "--no-progress"])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--prune 0.3: ONNX thirdparty.onnx has no torch model" in err and "structured pruning" in err
+    assert "detecting faces" not in err and not out.exists()
+
+
+def test_one_calib_file_for_a_real_model_exits_2(tmp_path, capsys):
+    from edge_sdk.cli import main
+
+    model = third_party_model(tmp_path)
+    code = main(["export", "--model", str(model), "--targets", "cpu", "--calib", str(FACES / "single_face.mp4"),
+                 "--out", str(tmp_path / "out"), "--detector", "none", "--no-progress"])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "a single file" in err and "--heldout PATH" in err and "--synthetic-heldout N" in err
+
+
+def test_export_row_round_trip_and_bad_fields():
+    row = ExportRow(
+        target="cpu",
+        format="onnx",
+        status="failed",
+        files=("m_cpu_int8.onnx",),
+        size_bytes=1234,
+        latency_ms=0.5,
+        metrics={"expression_agreement": 0.97, "au_occurrence_f1": None},
+        gates=(GateResult("expression_agreement", "fail", "expression head: ..."),),
+        checks={"qdq": {"opset": 17}},
+        notes=("a note",),
+        export_s=3.2,
+        heldout="20 real face crops from 1 file (a.mp4)",
+    )
+    data = json.loads(json.dumps(row.to_dict()))
+    assert ExportRow.from_dict(data) == row
+    assert row.fidelity() == {"passed": False, "expression_agreement": 0.97}
+    with pytest.raises(ReportRowError, match="'rows\\[3\\].latency_ms': expected a number, got 'fast'"):
+        ExportRow.from_dict({**data, "latency_ms": "fast"}, "rows[3]")
+    with pytest.raises(ReportRowError, match="'row.status': expected one of passed, failed, info"):
+        ExportRow.from_dict({**data, "status": "ok"})
+    with pytest.raises(ReportRowError, match="'row.target': missing"):
+        ExportRow.from_dict({k: v for k, v in data.items() if k != "target"})
+    with pytest.raises(ReportRowError, match="'row.expression_agreement': unknown field"):
+        ExportRow.from_dict({**data, "expression_agreement": 0.9})  # the old flat layout
+    with pytest.raises(ReportRowError, match="'row.gates\\[0\\].status'"):
+        ExportRow.from_dict({**data, "gates": [{"metric": "x", "status": "maybe", "message": ""}]})
+    with pytest.raises(ReportRowError, match="'schema': expected 'edge-sdk-export-report/2', found none"):
+        rows_from_report({"rows": [data]})
 
 
 def test_jetson_check_rejects_asymmetric_activations(tmp_path):
@@ -159,11 +291,11 @@ def test_gate_failure_names_head_and_margin():
         parse_gates(None),
     )
     assert not passed
-    by_metric = {r["metric"]: r for r in rows}
-    assert by_metric["au_occurrence_f1"]["status"] == "n/a"
-    assert "expression head" in by_metric["expression_agreement"]["message"]
-    assert "by 0.0300" in by_metric["expression_agreement"]["message"]
-    assert by_metric["pspi_mae"]["status"] == "fail" and "by 0.0500" in by_metric["pspi_mae"]["message"]
+    by_metric = {r.metric: r for r in rows}
+    assert by_metric["au_occurrence_f1"].status == "n/a"
+    assert "expression head" in by_metric["expression_agreement"].message
+    assert "by 0.0300" in by_metric["expression_agreement"].message
+    assert by_metric["pspi_mae"].status == "fail" and "by 0.0500" in by_metric["pspi_mae"].message
     assert Gate("va_ccc", 0.98, True, "valence_arousal").check(0.99)[0] == "pass"
 
 
@@ -200,7 +332,8 @@ def test_cli_exits_nonzero_when_a_gate_fails(tmp_path, capsys):
     assert 0.0 <= agreement <= 1.0 and margin == pytest.approx(1.01 - agreement, abs=1e-4)
     report = json.loads((out / "report.json").read_text())
     assert report["failed"] == ["cpu"]
-    assert report["rows"][0]["expression_agreement"] == pytest.approx(agreement, abs=5e-5)
+    assert report["rows"][0]["metrics"]["expression_agreement"] == pytest.approx(agreement, abs=5e-5)
+    assert report["heldout"]["rendered"] == 16 and report["heldout"]["files"] == []  # --calib synthetic
 
 
 def test_pruning_cuts_params_and_int8_size(tmp_path):
@@ -222,7 +355,7 @@ def test_pruning_cuts_params_and_int8_size(tmp_path):
             heldout_size=16,
             prune=0.3,
             distill_steps=4,
-            distill_synthetic_count=64,
+            distill_synthetic=64,
             gates=parse_gates(["va_ccc=0", "au_occurrence_f1=0", "expression_agreement=0", "pspi_mae=16"]),
             latency_runs=2,
             progress=False,
@@ -293,14 +426,14 @@ def test_shipped_demo_is_trained_to_prune():
     import torch
 
     from edge_sdk.contract.processing import preprocess
-    from edge_sdk_export.calibration import heldout_crops
+    from edge_sdk_export.calibration import rendered_heldout
     from edge_sdk_export.demo import load_demo_torch_model
     from edge_sdk_export.network import HEAD_NAMES
     from edge_sdk_export.pruning import prune_channels
 
     teacher = load_demo_torch_model()
     card = load_card(DEMO_MODEL)
-    x = torch.from_numpy(preprocess(list(heldout_crops(112, 112, 64, 0).crops), card.input))
+    x = torch.from_numpy(preprocess(list(rendered_heldout(112, 112, 64, 0).crops), card.input))
     student = prune_channels(teacher, 0.3, (112, 112))
     with torch.no_grad():
         ref, out = ({n: o.numpy() for n, o in zip(HEAD_NAMES, m(x), strict=True)} for m in (teacher, student))

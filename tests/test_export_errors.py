@@ -48,7 +48,8 @@ def test_video_without_faces(tmp_path, model, capsys):
 def test_model_without_card(tmp_path, capsys):
     bare = build_packed_onnx(tmp_path / "bare.onnx")
     assert export(tmp_path, bare, "synthetic", tmp_path / "out") == 2
-    assert "has no model card" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no model card" in err and "edge-sdk card init" in err
     assert not (tmp_path / "out").exists() and not leftovers(tmp_path)
 
 

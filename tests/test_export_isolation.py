@@ -65,7 +65,8 @@ def export_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *rows: Target, 
     assert json.loads((out / "report.json").read_text())["failed"] == [r.name for r in rows]
     cpu = report["rows"][-1]
     assert cpu["target"] == "cpu" and cpu["status"] == "passed" and cpu["latency_ms"] > 0
-    assert cpu["expression_agreement"] is not None and (out / cpu["files"][0]).exists()
+    assert cpu["metrics"]["expression_agreement"] is not None and (out / cpu["files"][0]).exists()
+    assert report["heldout"]["description"] == "16 rendered faces" and cpu["heldout"] == "16 rendered faces"
     return report
 
 

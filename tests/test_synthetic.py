@@ -62,5 +62,5 @@ def test_eyes_closed_hides_the_eye_whites() -> None:
 
 
 def test_renderer_does_not_import_torch() -> None:
-    code = "import sys, export.synthetic; sys.exit('torch' in sys.modules)"
+    code = "import sys, edge_sdk_export.synthetic; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_sdk.backend.base import Backend, BackendInfo
+from edge_sdk.contract.card import ModelCard
 from edge_sdk.contract.card_io import load_card
 from edge_sdk.errors import ArtifactError, BackendUnavailableError, InputError
 from edge_sdk.targets import FORMATS, ArtifactFormat, format_for_suffix, resolve
@@ -33,15 +34,21 @@ def backend_for(path: str | Path, backend: str | None = None) -> str:
     return found.backend
 
 
-def load_backend(path: str | Path, backend: str | None = None, **options: Any) -> Backend:
+def load_backend(
+    path: str | Path, backend: str | None = None, card: ModelCard | None = None, **options: Any
+) -> Backend:
     """Load ``path`` (card validated against the model) on its backend.
 
-    ``options`` go to the backend (e.g. ``threads=2``; ``providers=[...]`` for onnxruntime;
-    ``device="GPU"`` for OpenVINO).
+    ``card`` replaces the artifact's own (embedded or sidecar) card, e.g. a card being written for a
+    third-party file (``edge-sdk card MODEL --card CARD.json``). ``options`` go to the backend (e.g.
+    ``threads=2``; ``providers=[...]`` for onnxruntime; ``device="GPU"`` for OpenVINO).
     """
     path = Path(path)
     name = backend_for(path, backend)
-    card = load_card(path)
+    if card is None:
+        card = load_card(path)
+    elif not path.is_file():
+        raise ArtifactError(f"{path}: model file not found")
     return backend_class(name)(path, card, **options)
 
 

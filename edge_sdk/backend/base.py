@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike
 
-from edge_sdk.contract.card import InputSpec, ModelCard
+from edge_sdk.contract.card import CHANNELS, InputSpec, ModelCard
 from edge_sdk.contract.processing import HeadOutputs, check_batch, split_heads
 from edge_sdk.errors import ContractError
 from edge_sdk.targets import Target
@@ -87,7 +87,8 @@ def check_input(
 
     ``shape`` is the model's input shape, None for a dynamic axis (not checked; the batch axis never is);
     ``dtype`` its element type. A 4-D input of the card's size in the other layout is an ``input.layout``
-    error, any other shape an ``input.size`` error; ``model_kind`` is what the message calls the model (".tflite").
+    error, one of the card's size and layout but another channel count an ``input.channels`` error, any
+    other shape an ``input.size`` error; ``model_kind`` is what the message calls the model (".tflite").
     """
     dims = tuple(shape)
     expected = spec.shape[1:]
@@ -96,8 +97,7 @@ def check_input(
         return len(dims) == 4 and all(d is None or d == w for d, w in zip(dims[1:], wanted, strict=True))
 
     if not fits(expected):
-        other = replace(spec, layout="NHWC" if spec.layout == "NCHW" else "NCHW")
-        field = "input.layout" if fits(other.shape[1:]) else "input.size"
+        field = _input_field(spec, fits)
         shown = "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
         card = f"{spec.layout} {list(expected)} (size {spec.height}x{spec.width})"
         raise ContractError(field, f"card says {card}, the {model_kind} input is {shown}", source)
@@ -105,6 +105,17 @@ def check_input(
         raise ContractError(
             "input.dtype", f"card says {spec.dtype}, the {model_kind} input is {np.dtype(dtype).name}", source
         )
+
+
+def _input_field(spec: InputSpec, fits: Callable[[tuple[int, ...]], bool]) -> str:
+    """The card field a model input shape that does not ``fit`` ``spec`` contradicts."""
+    other_layout = replace(spec, layout="NHWC" if spec.layout == "NCHW" else "NCHW")
+    if fits(other_layout.shape[1:]):
+        return "input.layout"
+    for layout in (spec.layout, other_layout.layout):
+        if any(fits(replace(spec, layout=layout, channels=c).shape[1:]) for c in CHANNELS if c != spec.channels):
+            return "input.channels"
+    return "input.size"
 
 
 def to_layout(batch: np.ndarray, layout: str) -> np.ndarray:

@@ -9,19 +9,18 @@ for an FP32 parent). The variant label (``fp32``, ``int8``, ``pruned-int8``...) 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_sdk.bench.export_row import REPORT_SCHEMA, ExportRow, rows_from_report
 from edge_sdk.contract.card import ModelCard
 from edge_sdk.contract.card_io import load_card
 from edge_sdk.errors import ArtifactError, ContractError, InputError
 from edge_sdk.targets import Target, format_for_suffix
 
 REPORT_NAMES = ("report.json",)
-# Per-artifact fidelity figures `edge-sdk export` writes in report.json rows (next to "files" and "status").
-FIDELITY_KEYS = ("expression_agreement", "au_occurrence_f1", "au_intensity_mae", "va_ccc", "pspi_mae")
 VARIANT_ORDER = ("fp32", "fp16", "int8", "pruned-fp32", "pruned-fp16", "pruned-int8")
 EXPORT_HINT = "run `edge-sdk export --target {target} --out DIR` and pass --model DIR"
 
@@ -109,8 +108,9 @@ def load_artifact(path: Path, target: Target, fidelity: dict[str, Any] | None = 
 
 
 # ---- export report (fidelity) --------------------------------------------------------------
-def read_report(folder: Path) -> dict[str, Any] | None:
-    """The export folder's ``report.json`` or None; a malformed one is an error, not silently ignored."""
+def read_report(folder: Path) -> tuple[list[ExportRow] | None, str | None]:
+    """(rows of the export folder's ``report.json``, a note): (None, None) without one; (None, note) for a
+    report of another edge-sdk version (no fidelity columns then); a malformed one is an error naming the field."""
     for name in REPORT_NAMES:
         path = folder / name
         if path.is_file():
@@ -120,41 +120,20 @@ def read_report(folder: Path) -> dict[str, Any] | None:
                 raise ArtifactError(f"{path}: not valid JSON ({exc})") from None
             if not isinstance(data, dict):
                 raise ArtifactError(f"{path}: expected a JSON object")
-            return data
-    return None
+            if data.get("schema") != REPORT_SCHEMA:
+                return None, (
+                    f"{path}: written by another edge-sdk version (schema {data.get('schema')!r}, expected "
+                    f"{REPORT_SCHEMA!r}), so no fidelity columns; re-run `edge-sdk export` for them"
+                )
+            return rows_from_report(data, str(path)), None
+    return None, None
 
 
-def _report_entries(report: dict[str, Any]) -> Iterable[dict[str, Any]]:
-    """Every object in the report that names an artifact file (lists or {name: entry} maps)."""
-    stack: list[Any] = [report]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            if any(key in item for key in ("artifact", "path", "file", "files")):
-                yield item
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-
-
-def fidelity_for(report: dict[str, Any] | None, folder: Path, path: Path) -> dict[str, Any] | None:
-    """The fidelity figures the export report records for ``path`` (matched by relative path or name)."""
-    if report is None:
-        return None
-    wanted = {path.name, str(path.relative_to(folder)) if path.is_relative_to(folder) else path.name}
-    for entry in _report_entries(report):
-        named = [entry[k] for k in ("artifact", "path", "file") if isinstance(entry.get(k), str)]
-        named += [f for f in entry.get("files", []) if isinstance(f, str)]
-        if not any({n, Path(n).name} & wanted for n in named):
-            continue
-        fidelity = entry.get("fidelity")
-        if isinstance(fidelity, dict):
-            return fidelity
-        found: dict[str, Any] = {}
-        if entry.get("status") in ("passed", "failed"):
-            found["passed"] = entry["status"] == "passed"
-        found.update({k: entry[k] for k in FIDELITY_KEYS if isinstance(entry.get(k), (int, float))})
-        return found or None
+def fidelity_for(rows: list[ExportRow] | None, path: Path) -> dict[str, Any] | None:
+    """The fidelity figures the export report records for the artifact ``path`` (the row listing its file)."""
+    for row in rows or []:
+        if path.name in row.files:
+            return row.fidelity() or None
     return None
 
 
@@ -179,7 +158,7 @@ def _prefer(a: BenchArtifact, b: BenchArtifact, target: Target) -> BenchArtifact
 
 def scan_folder(folder: Path, target: Target) -> ArtifactSet:
     """Every artifact in an export folder that runs on ``target``; others' artifacts are skipped."""
-    report = read_report(folder)
+    rows, report_note = read_report(folder)
     found: dict[str, BenchArtifact] = {}
     skipped: list[str] = []
     for path in _candidates(folder):
@@ -192,7 +171,7 @@ def scan_folder(folder: Path, target: Target) -> ArtifactSet:
                 continue  # another target's artifact in a multi-target folder
             skipped.append(f"{path.relative_to(folder)}: {exc}")
             continue
-        artifact = BenchArtifact(**{**artifact.__dict__, "fidelity": fidelity_for(report, folder, path)})
+        artifact = BenchArtifact(**{**artifact.__dict__, "fidelity": fidelity_for(rows, path)})
         key = f"{artifact.variant}@{artifact.pruning_ratio:.2f}"
         found[key] = _prefer(found[key], artifact, target) if key in found else artifact
     if not found:
@@ -203,7 +182,9 @@ def scan_folder(folder: Path, target: Target) -> ArtifactSet:
         )
     result = ArtifactSet(target.name, str(folder), sorted(found.values(), key=_sort_key))
     result.notes.extend(f"skipped {s}" for s in skipped)
-    if report is None:
+    if report_note:
+        result.notes.append(report_note)
+    elif rows is None:
         result.notes.append(f"{folder}: no report.json, so no fidelity columns")
     return result
 
@@ -277,11 +258,11 @@ def find_artifacts(target: Target, model: str | Path | None, demo_path: Path) ->
         raise ArtifactError(f"{path}: no such model file or export folder")
     artifact = load_artifact(path, target)
     result = ArtifactSet(target.name, str(path), [artifact])
-    report = read_report(path.parent)
-    if report is not None:
-        result.artifacts[0] = BenchArtifact(
-            **{**artifact.__dict__, "fidelity": fidelity_for(report, path.parent, path)}
-        )
+    rows, report_note = read_report(path.parent)
+    if report_note:
+        result.notes.append(report_note)
+    if rows is not None:
+        result.artifacts[0] = BenchArtifact(**{**artifact.__dict__, "fidelity": fidelity_for(rows, path)})
     if artifact.variant != "fp32":
         reference = _fp32_beside(path, target)
         if reference is not None:

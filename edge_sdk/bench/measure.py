@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from edge_sdk.backend import backend_class, load_backend
+from edge_sdk.backend.base import prepare_input
 from edge_sdk.bench.artifacts import BenchArtifact
 from edge_sdk.bench.machine import rss_mb
 from edge_sdk.bench.timing import DEFAULT_BLOCK, latency_stats, time_interleaved
@@ -126,7 +127,7 @@ def load_baseline(path: Path, card: ModelCard, batch: np.ndarray) -> Session:
         import onnxruntime as ort
 
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        feed = {session.get_inputs()[0].name: batch}
+        feed = {session.get_inputs()[0].name: prepare_input(batch, card.input.layout, np.float32)}  # NHWC parents
         meta = {"runtime": f"onnxruntime {ort.__version__} (plain)", "ran_on": session.get_providers()[0], "extra": {}}
         return (lambda: session.run(None, feed)), meta
 

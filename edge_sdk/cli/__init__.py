@@ -34,7 +34,9 @@ class Command:
 
 COMMANDS: dict[str, Command] = {
     "predict": Command("edge_sdk.cli.predict", "run a model on face images and print every head"),
-    "card": Command("edge_sdk.cli.card", "show or validate the model card of an artifact or card file"),
+    "card": Command(
+        "edge_sdk.cli.card", "show or validate a model card against its model file; 'card init MODEL' drafts one"
+    ),
     "run": Command("edge_sdk.cli.run", "the bedside/kiosk loop: capture, detect, infer, score pain, log"),
     "log": Command("edge_sdk.cli.log", "the private result log: verify, export, summary, purge"),
     "models": Command("edge_sdk.cli.models", "list, pull and locate public models (sha256-pinned)"),

@@ -25,35 +25,51 @@ def check_face_crop(image: np.ndarray, what: str = "face crop") -> None:
 
 
 def preprocess(crops: Sequence[np.ndarray], spec: InputSpec) -> np.ndarray:
-    """Turn BGR uint8 face crops into the model's float32 batch, always NCHW.
+    """Turn BGR uint8 face crops into the model's float32 batch, always NCHW: (N, spec.channels, H, W).
 
-    Backends whose artifact is NHWC or integer transpose/quantize this batch themselves, so
-    every backend takes the same input and results can be compared directly.
+    Crops are resized to the input size, put in ``spec.color_order`` (a 1-channel ``GRAY`` input takes
+    OpenCV's BGR->gray luma) and normalised: ``(pixel / 255 - mean) / std`` per channel. Backends whose
+    artifact is NHWC or integer transpose/quantize this batch themselves, so every backend takes the same
+    input and results can be compared directly.
     """
     if len(crops) == 0:
         raise InputError("preprocess: got no face crops")
     mean = np.asarray(spec.mean, np.float32)
     std = np.asarray(spec.std, np.float32)
-    batch = np.empty((len(crops), 3, spec.height, spec.width), np.float32)
+    batch = np.empty((len(crops), spec.channels, spec.height, spec.width), np.float32)
     for i, crop in enumerate(crops):
         check_face_crop(crop, f"face crop {i}")
-        if crop.shape[:2] != (spec.height, spec.width):
-            interp = cv2.INTER_AREA if crop.shape[0] > spec.height else cv2.INTER_LINEAR
-            crop = cv2.resize(crop, (spec.width, spec.height), interpolation=interp)
-        if spec.color_order == "RGB":
-            crop = crop[:, :, ::-1]
-        x = (crop.astype(np.float32) * (1.0 / 255.0) - mean) / std
+        pixels = _in_color_order(_resized(crop, spec), spec.color_order)
+        x = (pixels.astype(np.float32) * (1.0 / 255.0) - mean) / std
         batch[i] = x.transpose(2, 0, 1)
     return batch
 
 
+def _resized(crop: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """``crop`` at the input size (area interpolation when shrinking)."""
+    if crop.shape[:2] == (spec.height, spec.width):
+        return crop
+    interp = cv2.INTER_AREA if crop.shape[0] > spec.height else cv2.INTER_LINEAR
+    return cv2.resize(crop, (spec.width, spec.height), interpolation=interp)
+
+
+def _in_color_order(crop: np.ndarray, color_order: str) -> np.ndarray:
+    """A BGR crop as H x W x C in ``color_order``: RGB reversed, BGR as is, GRAY as one luma channel."""
+    if color_order == "GRAY":
+        return cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)[:, :, None]
+    if color_order == "RGB":
+        return crop[:, :, ::-1]
+    return crop
+
+
 def check_batch(batch: np.ndarray, spec: InputSpec) -> np.ndarray:
-    """Validate a preprocessed NCHW float32 batch; returns it C-contiguous."""
-    expected = (3, spec.height, spec.width)
+    """Validate a preprocessed NCHW float32 batch of ``spec.channels`` channels; returns it C-contiguous."""
+    expected = (spec.channels, spec.height, spec.width)
     if not isinstance(batch, np.ndarray) or batch.ndim != 4 or tuple(batch.shape[1:]) != expected:
         shape = getattr(batch, "shape", None)
         raise InputError(
-            f"model input: expected a float32 batch of shape (N, {3}, {spec.height}, {spec.width}), got {shape}"
+            f"model input: expected a float32 batch of shape (N, {spec.channels}, {spec.height}, {spec.width}) "
+            f"({spec.channels}-channel {spec.color_order}), got {shape}"
         )
     if batch.dtype != np.float32:
         raise InputError(f"model input: expected dtype float32, got {batch.dtype}")

@@ -1,10 +1,16 @@
-"""Face crops for the model: five-point similarity alignment, or a square box crop without landmarks."""
+"""Face crops for the model, made the way the card's ``input.crop`` says (:class:`CropSpec`).
+
+``aligned``: a five-point similarity warp onto a landmark template (ArcFace's, optionally zoomed out by
+``scale``), falling back to a square box crop when a face has no usable landmarks. ``box``: the detector box
+grown by ``margin`` (square or not), resized without any warp.
+"""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
+from edge_sdk.contract.card import CropSpec
 from edge_sdk.face.detect import Face
 
 # ArcFace reference points for a 112x112 crop: right eye, left eye (subject's), nose tip, mouth corners.
@@ -12,12 +18,23 @@ ARCFACE_TEMPLATE_112 = np.array(
     [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
     np.float32,
 )
+# Five-point templates by the name a card's input.crop.template uses, each for a 112x112 crop.
+TEMPLATES_112 = {"arcface": ARCFACE_TEMPLATE_112}
 BOX_MARGIN = 0.2  # grow a box crop by this fraction so it covers brows and chin like an aligned crop
+DEFAULT_CROP = CropSpec()  # what a card without input.crop (every 1.0 card) gets: ArcFace-aligned, scale 1
 
 
-def template_for(width: int, height: int) -> np.ndarray:
-    """The ArcFace template scaled to a ``width`` x ``height`` model input."""
-    return ARCFACE_TEMPLATE_112 * np.array([width / 112.0, height / 112.0], np.float32)
+def template_for(width: int, height: int, template: str = "arcface", scale: float = 1.0) -> np.ndarray:
+    """The five-point ``template`` scaled to a ``width`` x ``height`` model input.
+
+    ``scale`` > 1 zooms out: the points shrink towards the crop centre by 1/scale, so the face fills
+    1/scale of the crop and more of its surroundings show; < 1 zooms in.
+    """
+    points = TEMPLATES_112[template] * np.array([width / 112.0, height / 112.0], np.float32)
+    if scale == 1.0:
+        return points
+    centre = np.array([width / 2.0, height / 2.0], np.float32)
+    return (centre + (points - centre) / np.float32(scale)).astype(np.float32)
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray | None:
@@ -44,21 +61,37 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray | None:
     return matrix
 
 
-def align_landmarks(image: np.ndarray, landmarks: np.ndarray, width: int, height: int) -> np.ndarray | None:
+def align_landmarks(
+    image: np.ndarray,
+    landmarks: np.ndarray,
+    width: int,
+    height: int,
+    template: str = "arcface",
+    scale: float = 1.0,
+) -> np.ndarray | None:
     """Warp ``image`` so the five landmarks land on the template; None if the points are degenerate."""
-    matrix = similarity_transform(landmarks, template_for(width, height))
+    matrix = similarity_transform(landmarks, template_for(width, height, template, scale))
     if matrix is None or not np.all(np.isfinite(matrix)):
         return None
     return cv2.warpAffine(image, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def box_crop(image: np.ndarray, box: tuple[float, float, float, float], width: int, height: int) -> np.ndarray:
-    """A square crop around the box (grown by BOX_MARGIN, padded at image borders) resized to the input size."""
+def box_crop(
+    image: np.ndarray,
+    box: tuple[float, float, float, float],
+    width: int,
+    height: int,
+    margin: float = BOX_MARGIN,
+    square: bool = True,
+) -> np.ndarray:
+    """The box grown by ``margin`` (0.2 = 20 % larger on each axis), made ``square`` around its centre when
+    asked, padded at image borders and resized to the input size (no warp)."""
     x, y, w, h = box
-    side = max(w, h) * (1.0 + BOX_MARGIN)
+    grow = 1.0 + margin
+    side_w, side_h = (max(w, h) * grow,) * 2 if square else (w * grow, h * grow)
     cx, cy = x + w / 2.0, y + h / 2.0
-    x0, y0 = round(cx - side / 2.0), round(cy - side / 2.0)
-    x1, y1 = x0 + max(1, round(side)), y0 + max(1, round(side))
+    x0, y0 = round(cx - side_w / 2.0), round(cy - side_h / 2.0)
+    x1, y1 = x0 + max(1, round(side_w)), y0 + max(1, round(side_h))
     ih, iw = image.shape[:2]
     pad = max(0, -x0, -y0, x1 - iw, y1 - ih)
     if pad:
@@ -69,10 +102,15 @@ def box_crop(image: np.ndarray, box: tuple[float, float, float, float], width: i
     return cv2.resize(crop, (width, height), interpolation=interp)
 
 
-def crop_face(image: np.ndarray, face: Face, width: int, height: int) -> tuple[np.ndarray, str]:
-    """The model-input crop of ``face`` and how it was made (``aligned`` or ``box``)."""
+def crop_face(
+    image: np.ndarray, face: Face, width: int, height: int, crop: CropSpec = DEFAULT_CROP
+) -> tuple[np.ndarray, str]:
+    """The model-input crop of ``face`` (BGR uint8, ``height`` x ``width`` x 3) made as ``crop`` says, and how
+    it was made: ``aligned``, or ``box`` (a box card, or an aligned card's face without usable landmarks)."""
+    if crop.method == "box":
+        return box_crop(image, face.box, width, height, crop.margin, crop.square), "box"
     if face.landmarks is not None:
-        aligned = align_landmarks(image, face.landmarks, width, height)
+        aligned = align_landmarks(image, face.landmarks, width, height, crop.template, crop.scale)
         if aligned is not None:
             return aligned, "aligned"
     return box_crop(image, face.box, width, height), "box"

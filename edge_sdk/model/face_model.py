@@ -43,9 +43,12 @@ def resolve_model(name_or_path: str | Path) -> Path:
 class FaceModel:
     """A multitask face model ready to run: ``predict(crops)`` -> post-processed heads."""
 
-    def __init__(self, model: str | Path = "demo", backend: str | None = None, **options: Any) -> None:
+    def __init__(
+        self, model: str | Path = "demo", backend: str | None = None, card: ModelCard | None = None, **options: Any
+    ) -> None:
+        """``card`` replaces the artifact's own card (checked against the model file all the same)."""
         self.path = resolve_model(model)
-        self.backend: Backend = load_backend(self.path, backend, **options)
+        self.backend: Backend = load_backend(self.path, backend, card, **options)
 
     @property
     def card(self) -> ModelCard:

@@ -71,7 +71,8 @@ class FaceAnalyzer:
         found, ran = _stage("detect", lambda: self.tracker.detect(image))
         faces = select_faces(found, self.policy)
         t1 = time.perf_counter()
-        crops = _stage("align", lambda: [crop_face(image, f, card.input.width, card.input.height) for f in faces])
+        spec = card.input
+        crops = _stage("align", lambda: [crop_face(image, f, spec.width, spec.height, spec.crop) for f in faces])
         t2 = time.perf_counter()
         results: list[FaceResult] = []
         if faces:
