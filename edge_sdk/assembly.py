@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 from edge_sdk.capture import Capture, open_source
+from edge_sdk.cpu import artifact_kernels_notice
 from edge_sdk.errors import InputError
 from edge_sdk.face.detect import create_detector
 from edge_sdk.model.face_model import SYNTHETIC_NOTICE, FaceModel
@@ -31,9 +33,18 @@ from edge_sdk.store import EncryptedLogSink
 
 
 def load_model(name: str, backend: str | None, threads: int | None, log: TextIO) -> FaceModel:
-    """The FaceModel, with the synthetic-demo notice printed once when the card says so."""
+    """The FaceModel, with the synthetic-demo notice printed once when the card says so.
+
+    ``name`` may be an ``edge-sdk export`` folder: the artifact its ``pick.json`` chose is loaded, and which one
+    (and a pick made on another CPU) is printed to ``log``.
+    """
     options: dict[str, Any] = {"threads": threads} if threads else {}
     model = FaceModel(name, backend=backend, **options)
+    for note in model.resolved.notes:
+        print(note, file=log, flush=True)
+    notice = artifact_kernels_notice(model.card.export, Path(model.path).name)
+    if notice is not None:  # gates measured on another int8 kernel class than this CPU's
+        print(f"WARNING: {notice}", file=log, flush=True)
     if model.is_synthetic_demo:
         print(SYNTHETIC_NOTICE, file=log, flush=True)
     return model

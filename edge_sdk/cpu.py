@@ -22,6 +22,7 @@ import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 # Flags from /proc/cpuinfo that decide which inference kernels run (x86 "flags", ARM "Features").
 ISA_FLAGS_THAT_MATTER = (
@@ -150,3 +151,53 @@ def describe_cpu(cpuinfo: str | None = None, arch: str | None = None) -> CpuInfo
         int8_kernels=int8_kernel_class(machine, flags),
         cores_usable=usable_cores(),
     )
+
+
+def kernels_notice(measured_on: str | None, here: CpuInfo | None = None, what: str = "this artifact") -> str | None:
+    """A one-line notice when fidelity gates measured on the int8 kernel class ``measured_on`` are relied on
+    by a CPU of another class (``here``, default this machine); None when the classes match or nothing
+    says where the gates were measured.
+
+    >>> cpu = CpuInfo("Some Xeon", "x86_64", ("avx2",), "x86-no-vnni", 4)
+    >>> kernels_notice("x86-no-vnni", cpu) is None
+    True
+    >>> print(kernels_notice("x86-vnni", cpu))  # doctest: +ELLIPSIS
+    this artifact's fidelity gates were measured on int8 kernels x86-vnni, but this CPU (Some Xeon) runs x86-no-vnni...
+    """
+    if not measured_on:
+        return None
+    cpu = here or describe_cpu()
+    if measured_on == cpu.int8_kernels:
+        return None
+    meaning = INT8_KERNEL_CLASSES.get(cpu.int8_kernels, "an unknown kernel class")
+    return (
+        f"{what}'s fidelity gates were measured on int8 kernels {measured_on}, but this CPU ({cpu.model}) runs "
+        f"{cpu.int8_kernels} ({meaning}): its accuracy here is not what the export checked; re-validate it on "
+        f"a machine of class {cpu.int8_kernels} (run `edge-sdk export` there) before relying on it"
+    )
+
+
+class _Validation(Protocol):
+    @property
+    def kernels(self) -> str: ...
+
+
+class _ExportInfo(Protocol):
+    """What :func:`artifact_kernels_notice` reads of a card's ``export`` (edge_sdk.contract.card.ExportInfo)."""
+
+    @property
+    def precision(self) -> str: ...
+
+    @property
+    def validated_on(self) -> _Validation | None: ...
+
+
+def artifact_kernels_notice(
+    export: _ExportInfo, what: str = "this artifact", here: CpuInfo | None = None
+) -> str | None:
+    """:func:`kernels_notice` for a model card's ``export`` section: None for FP32 files (their accuracy does
+    not depend on int8 kernels) and for cards that do not record where they were validated."""
+    validated = export.validated_on
+    if validated is None or export.precision == "fp32":
+        return None
+    return kernels_notice(validated.kernels, here, what)

@@ -59,6 +59,9 @@ class Target:
     providers: tuple[str, ...] = ()  # onnxruntime execution providers, best first
     device_hints: tuple[str, ...] = ()
     fp32_parent_suffixes: tuple[str, ...] = ()  # FP32 files the target's backend also runs (benchmark baseline)
+    # Judged here on ONNX Runtime CPU as a proxy with graph optimisations off (QDQ simulated in float with exact
+    # sums, as TensorRT's int32 accumulation computes them), so its gates do not depend on this CPU's int8 kernels.
+    simulated_proxy: bool = False
 
     @property
     def format(self) -> ArtifactFormat:
@@ -128,6 +131,7 @@ TARGETS: dict[str, Target] = {
             exporter="edge_sdk_export.exporters:export_jetson",
             device_check="edge_sdk.bench.machine:jetson_verdict",
             providers=("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
+            simulated_proxy=True,
             device_hints=(
                 "Jetson: run `sudo nvpmodel -m 0 && sudo jetson_clocks` first for stable, maximal clocks.",
                 "Build the engine on the device: trtexec --onnx=model.onnx --int8 --fp16 --saveEngine=model.engine",
@@ -160,7 +164,8 @@ TARGETS: dict[str, Target] = {
             name="cpu",
             device="Any x86/ARM CPU (ONNX Runtime)",
             format_name="onnx",
-            quantization="QDQ ONNX, uint8 activations and per-channel int8 weights (ONNX Runtime CPU)",
+            quantization="QDQ ONNX, uint8 activations and per-channel 7-bit int8 weights (ONNX Runtime CPU; "
+            "reduce_range: no int16 saturation on x86 without VNNI, same results on AVX2, VNNI and ARM)",
             exporter="edge_sdk_export.exporters:export_cpu",
             device_check="edge_sdk.bench.machine:any_cpu_verdict",
             providers=("CPUExecutionProvider",),

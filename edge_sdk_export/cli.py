@@ -27,6 +27,7 @@ from edge_sdk_export.pipeline import (
     run_export,
 )
 from edge_sdk_export.pruning import DEFAULT_ROUND_TO, DEFAULT_STEPS
+from edge_sdk_export.recovery import DEFAULT_MAX_FLOAT_LAYERS
 from edge_sdk_export.report import markdown_table, typed_rows
 
 
@@ -80,6 +81,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-drop",
         type=float,
         help="OpenVINO: use NNCF accuracy control, allowing this drop of the fidelity score (e.g. 0.01)",
+    )
+    parser.add_argument(
+        "--max-float-layers",
+        type=int,
+        metavar="N",
+        help="cpu/jetson: when an INT8 file misses a gate, keep up to N of its most sensitive layers in float "
+        f"(fewest that pass every gate; listed in the report with their size/latency cost). 0: off "
+        f"(default {DEFAULT_MAX_FLOAT_LAYERS})",
     )
     parser.add_argument(
         "--gate",

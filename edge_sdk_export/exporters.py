@@ -9,7 +9,7 @@ on the runtime that will actually run it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from edge_sdk.contract.processing import HeadOutputs, split_heads
 from edge_sdk.errors import InputError
 from edge_sdk.targets import get_target, resolve
 from edge_sdk_export.artifacts import write_sidecar
+from edge_sdk_export.recovery import RecoverySettings
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ class ExportJob:
     heldout: np.ndarray  # preprocessed held-out batch (only for accuracy-aware quantization)
     heldout_ref: HeadOutputs  # FP32 parent raw head outputs on ``heldout``
     max_drop: float | None = None
+    # QDQ targets: keep the fewest layers in float that pass the gates (None: recovery off)
+    recovery: RecoverySettings | None = None
 
 
 @dataclass
@@ -45,24 +48,47 @@ class Exported:
     fp32_reference: Path
     checks: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    reason: str | None = None  # why the artifact fails its gates beyond the gates' own messages (recovery's budget)
+
+
+def _qdq_export(job: ExportJob, scheme: Any) -> Exported:
+    """Quantize ``job.parent`` to a QDQ file with ``scheme``, recover accuracy when a gate fails (layers kept in
+    float, see :mod:`edge_sdk_export.recovery`), and prove the file's QDQ structure."""
+    from edge_sdk_export.quant_onnx import check_qdq, quantize_qdq
+    from edge_sdk_export.recovery import recover_qdq
+
+    path = quantize_qdq(job.parent, job.out_dir / f"{job.stem}.onnx", job.card, job.calib, scheme)
+    recovery = None
+    if job.recovery is not None and len(job.heldout):
+        recovery = recover_qdq(path, job.parent, job.card, job.heldout, job.heldout_ref, job.recovery, job.work)
+    float_nodes = () if recovery is None else recovery.float_nodes
+    # Layers kept in float read no DequantizeLinear by design; check_qdq holds every other node to the scheme.
+    kwargs = {"float_nodes": float_nodes} if float_nodes else {}
+    exported = Exported([path], job.parent, {"qdq": check_qdq(path, scheme, **kwargs)})
+    if recovery is not None:
+        exported.checks["recovery"] = recovery.to_check()
+        exported.notes += [note] if (note := recovery.note()) else []
+        exported.reason = recovery.reason
+    return exported
 
 
 def export_jetson(job: ExportJob) -> Exported:
     """QDQ INT8 ONNX for TensorRT: symmetric int8 activations + per-channel int8 weights, proven by check_qdq."""
-    from edge_sdk_export.quant_onnx import TENSORRT_SCHEME, check_qdq, quantize_qdq, trtexec_command
+    from edge_sdk_export.quant_onnx import TENSORRT_SCHEME, trtexec_command
 
-    path = quantize_qdq(job.parent, job.out_dir / f"{job.stem}.onnx", job.card, job.calib, TENSORRT_SCHEME)
-    checks = {"qdq": check_qdq(path, TENSORRT_SCHEME), "trtexec": trtexec_command(path.name, job.card)}
-    notes = ["TensorRT is not run here; build the engine on the Jetson with the trtexec command."]
-    return Exported([path], job.parent, checks, notes)
+    if job.recovery is not None:  # judged like the export judges it: QDQ simulated (TRT proxy)
+        job = replace(job, recovery=replace(job.recovery, simulated=True))
+    exported = _qdq_export(job, TENSORRT_SCHEME)
+    exported.checks["trtexec"] = trtexec_command(exported.files[0].name, job.card)
+    exported.notes.insert(0, "TensorRT is not run here; build the engine on the Jetson with the trtexec command.")
+    return exported
 
 
 def export_cpu(job: ExportJob) -> Exported:
     """QDQ INT8 ONNX for ONNX Runtime CPU: uint8 activations + per-channel int8 weights."""
-    from edge_sdk_export.quant_onnx import ORT_CPU_SCHEME, check_qdq, quantize_qdq
+    from edge_sdk_export.quant_onnx import ORT_CPU_SCHEME
 
-    path = quantize_qdq(job.parent, job.out_dir / f"{job.stem}.onnx", job.card, job.calib, ORT_CPU_SCHEME)
-    return Exported([path], job.parent, {"qdq": check_qdq(path, ORT_CPU_SCHEME)})
+    return _qdq_export(job, ORT_CPU_SCHEME)
 
 
 def export_openvino(job: ExportJob) -> Exported:

@@ -46,6 +46,52 @@ def expression_agreement(card: ModelCard, ref: HeadOutputs, out: HeadOutputs) ->
     return None if name is None else float((out[name].argmax(1) == ref[name].argmax(1)).mean())
 
 
+def _expression_probabilities(
+    card: ModelCard, ref: HeadOutputs, out: HeadOutputs
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(FP32, artifact) expression class probabilities, faces x classes, or None without an expression head.
+
+    The head's output after its card activation is used as is when it is already a distribution (softmax in
+    the card, or a model that ends in its own softmax with activation ``none``); otherwise (logits, sigmoid
+    scores) a softmax over the classes makes one, the same for both sides.
+    """
+    name = _head(card, "expression")
+    if name is None:
+        return None
+    return _distribution(ref[name]), _distribution(out[name])
+
+
+def _distribution(values: np.ndarray) -> np.ndarray:
+    x = np.asarray(values, dtype=np.float64)
+    if x.ndim == 2 and x.size and (x >= 0).all() and np.allclose(x.sum(axis=1), 1.0, atol=1e-3):
+        return x
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def expression_mean_abs_dp(card: ModelCard, ref: HeadOutputs, out: HeadOutputs) -> float | None:
+    """Mean over faces of the mean over classes of |p_artifact - p_FP32| (expression probabilities).
+
+    Unlike top-1 agreement it does not jump when two classes are nearly tied: a weak model whose top two
+    classes sit at 0.31 and 0.30 flips its top-1 on a 0.01 change, which this counts as 0.01 / classes.
+    """
+    probs = _expression_probabilities(card, ref, out)
+    return None if probs is None else float(np.abs(probs[1] - probs[0]).mean())
+
+
+KL_EPSILON = 1e-7  # probabilities are clipped to this before the logarithm (an int8 softmax can output 0)
+
+
+def expression_kl(card: ModelCard, ref: HeadOutputs, out: HeadOutputs) -> float | None:
+    """Mean over faces of KL(p_FP32 || p_artifact) in nats (expression probabilities, clipped at 1e-7)."""
+    probs = _expression_probabilities(card, ref, out)
+    if probs is None:
+        return None
+    p, q = (np.clip(x, KL_EPSILON, 1.0) for x in probs)
+    p, q = p / p.sum(axis=1, keepdims=True), q / q.sum(axis=1, keepdims=True)
+    return float(np.maximum((p * (np.log(p) - np.log(q))).sum(axis=1), 0.0).mean())
+
+
 def _va_ccc(card: ModelCard, ref: HeadOutputs, out: HeadOutputs, column: int) -> float | None:
     name = _head(card, "valence_arousal")
     return None if name is None else ccc(out[name][:, column], ref[name][:, column])
@@ -68,6 +114,8 @@ METRICS: dict[str, Metric] = {
     "au_occurrence_f1": au_occurrence_f1,
     "au_intensity_mae": au_intensity_mae,
     "expression_agreement": expression_agreement,
+    "expression_mean_abs_dp": expression_mean_abs_dp,
+    "expression_kl": expression_kl,
     "valence_ccc": lambda card, ref, out: _va_ccc(card, ref, out, 0),
     "arousal_ccc": lambda card, ref, out: _va_ccc(card, ref, out, 1),
     "va_ccc": va_ccc,
@@ -109,18 +157,35 @@ DEFAULT_GATES: dict[str, Gate] = {
 }
 
 
+# Gates that are off unless asked for (``--gate expression_mean_abs_dp=0.01``). The probability-level gate is
+# not on by default: top-1 agreement is what a user of the expression head sees change, and the threshold that
+# separates "near-tie flips" from real damage depends on how peaked the model's probabilities are. Turn it on
+# (and ``expression_agreement=off``) for weak models whose top classes are nearly tied.
+OPTIONAL_GATES: dict[str, Gate] = {
+    g.metric: g for g in (Gate("expression_mean_abs_dp", 0.01, False, "expression (probabilities)"),)
+}
+GATE_OFF = "off"
+
+
 def parse_gates(overrides: list[str] | None) -> dict[str, Gate]:
-    """Default gates with ``metric=threshold`` overrides (e.g. ``expression_agreement=0.97``)."""
+    """Default gates with ``metric=threshold`` overrides (e.g. ``expression_agreement=0.97``), optional gates
+    turned on the same way (``expression_mean_abs_dp=0.01``), and any gate turned off with ``metric=off``."""
     gates = dict(DEFAULT_GATES)
+    known = {**DEFAULT_GATES, **OPTIONAL_GATES}
     for item in overrides or []:
         name, sep, value = item.partition("=")
-        if not sep or name not in gates:
-            raise InputError(f"--gate {item!r}: expected METRIC=VALUE with METRIC one of {', '.join(gates)}")
+        if not sep or name not in known:
+            raise InputError(
+                f"--gate {item!r}: expected METRIC=VALUE (or METRIC={GATE_OFF}) with METRIC one of {', '.join(known)}"
+            )
+        if value.strip().lower() == GATE_OFF:
+            gates.pop(name, None)
+            continue
         try:
             threshold = float(value)
         except ValueError:
-            raise InputError(f"--gate {item!r}: {value!r} is not a number") from None
-        gate = gates[name]
+            raise InputError(f"--gate {item!r}: {value!r} is not a number (or {GATE_OFF!r})") from None
+        gate = known[name]
         gates[name] = Gate(gate.metric, threshold, gate.higher_is_better, gate.head)
     return gates
 
@@ -129,7 +194,15 @@ def compare(card: ModelCard, ref_raw: HeadOutputs, out_raw: HeadOutputs) -> dict
     """Every metric of raw (backend) outputs ``out_raw`` against the FP32 raw outputs ``ref_raw``."""
     ref, out = postprocess(card, ref_raw), postprocess(card, out_raw)
     values = {name: fn(card, ref, out) for name, fn in METRICS.items()}
-    return {k: None if v is None else round(float(v), 5) for k, v in values.items()}
+    return {k: None if v is None else _rounded(k, float(v)) for k, v in values.items()}
+
+
+# Figures that are tiny for a good artifact (1e-6 .. 1e-2): kept to 4 significant digits, not 5 decimals.
+PROBABILITY_METRICS = ("expression_mean_abs_dp", "expression_kl")
+
+
+def _rounded(name: str, value: float) -> float:
+    return float(f"{value:.4g}") if name in PROBABILITY_METRICS else round(value, 5)
 
 
 def apply_gates(metrics: dict[str, float | None], gates: dict[str, Gate]) -> tuple[bool, tuple[GateResult, ...]]:

@@ -9,7 +9,9 @@ The run is a chain of small steps, each a function with typed inputs and outputs
 3. :func:`reference_step` -- the FP32 parent's outputs on the held-out set (what every artifact is judged against);
 4. :func:`prune_step` -- optional structured pruning + distillation into a new FP32 parent;
 5. :func:`export_step` -- each target quantized and validated in its own child process;
-6. :func:`report_step` -- ``report.json``/``report.md``/``report.png``, rows typed as
+6. :func:`parent_copy_step` -- the unpruned FP32 parent copied beside the artifacts, byte for byte, so a
+   device can time INT8 against it (``edge-sdk pick``, ``benchmark``);
+7. :func:`report_step` -- ``report.json``/``report.md``/``report.png``, rows typed as
    :class:`~edge_sdk.bench.export_row.ExportRow`.
 
 All files are written to a staging folder beside ``--out`` and renamed into place at the end, so an error
@@ -51,6 +53,7 @@ from edge_sdk_export.exporters import Exported, ExportJob, exporter_for
 from edge_sdk_export.fidelity import DEFAULT_GATES, Gate, apply_gates, compare
 from edge_sdk_export.isolation import MAX_TIMEOUT_S, MIN_TIMEOUT_S, EvalSettings, TargetTask, run_isolated
 from edge_sdk_export.pruning import DEFAULT_ROUND_TO, DEFAULT_STEPS
+from edge_sdk_export.recovery import DEFAULT_MAX_FLOAT_LAYERS, RecoverySettings
 
 if TYPE_CHECKING:
     from edge_sdk_export.sources import SourceModel
@@ -92,6 +95,8 @@ class ExportOptions:
     distill_steps: int = DEFAULT_STEPS
     distill_synthetic: int | None = None  # rendered faces added to distillation (None: demo only)
     max_drop: float | None = None
+    # cpu/jetson: when a gate fails, keep at most this many layers in float to pass it (0: recovery off)
+    max_float_layers: int = DEFAULT_MAX_FLOAT_LAYERS
     gates: dict[str, Gate] = field(default_factory=lambda: dict(DEFAULT_GATES))
     force: bool = False
     seed: int = 0
@@ -408,7 +413,8 @@ def _evaluate(
 ) -> ExportRow:
     """Judge one exported artifact against the FP32 parent on the held-out batch (runs in the target's child)."""
     main = exported.files[0]
-    backend = load_backend(main, threads=settings.threads)
+    proxy = {"optimize": False} if target.simulated_proxy else {}  # a TensorRT file: QDQ simulated, any CPU
+    backend = load_backend(main, threads=settings.threads, **proxy)
     metrics = compare(card, ref, _batch_outputs(backend, heldout))
     passed, gates = apply_gates(metrics, settings.gates)
     size = _artifact_size(exported.files)
@@ -420,7 +426,8 @@ def _evaluate(
         format=target.artifact_format,
         status="passed" if passed else "failed",
         files=tuple(f.name for f in exported.files),
-        backend=f"{info.backend} {info.runtime_version} ({info.device})",
+        backend=f"{info.backend} {info.runtime_version} ({info.device}"
+        + (", QDQ simulated unfused: a TensorRT proxy)" if proxy else ")"),
         size_bytes=size,
         size_kb=round(size / 1024, 1),
         size_ratio=round(size / fp32_size, 4),
@@ -432,6 +439,7 @@ def _evaluate(
         gates=gates,
         checks=exported.checks,
         notes=tuple(exported.notes),
+        reason=None if passed else exported.reason,
         heldout=settings.heldout,
     )
 
@@ -455,6 +463,9 @@ def export_step(ctx: RunContext, parent: Parent, faces: FaceSets, ref: Reference
             heldout=ref.heldout,
             heldout_ref=ref.outputs,
             max_drop=options.max_drop,
+            recovery=RecoverySettings(
+                options.max_float_layers, dict(options.gates), options.threads, options.latency_runs
+            ),
         )
         job.work.mkdir(parents=True, exist_ok=True)
         task = TargetTask(TARGETS[target], job, ref.outputs, ref.size, parent.params, settings)
@@ -466,15 +477,43 @@ def export_step(ctx: RunContext, parent: Parent, faces: FaceSets, ref: Reference
 
 
 # ---- 6. report -------------------------------------------------------------------------------
+def parent_copy_step(ctx: RunContext, source: SourceModel) -> Path:
+    """Copy the unpruned FP32 parent into the output folder byte for byte: its sha256 stays the report's
+    ``model.sha256`` and the artifacts' ``provenance.parent_sha256``. An embedded card: written as
+    ``{stem}_fp32.onnx``; a sidecar card (it names its model file): both keep their names."""
+    from edge_sdk.contract.card import sidecar_path
+
+    sidecar = sidecar_path(source.onnx)
+    if sidecar.is_file():
+        shutil.copyfile(sidecar, ctx.staging / sidecar.name)
+        dest = ctx.staging / source.onnx.name
+    else:
+        dest = ctx.staging / f"{_stem(source.card)}_fp32.onnx"
+    shutil.copyfile(source.onnx, dest)
+    logger.info("FP32 parent: %s (edge-sdk pick times INT8 against it on the device)", dest.name)
+    return dest
+
+
 def report_step(
     ctx: RunContext, source: SourceModel, faces: FaceSets, ref: Reference, parent: Parent, rows: list[ExportRow]
 ) -> dict[str, Any]:
-    """The report (returned, and written to the staging folder as report.json/.md/.png)."""
-    from edge_sdk_export.report import write_report
+    """The report (returned, and written to the staging folder as report.json/.md/.png).
+
+    Every figure was measured on this machine (the targets' children run here), so each measured row and
+    gate records this CPU's int8 kernel class (``measured_on``), the report names the CPU, its ISA flags and
+    the runtimes (``machine_info``), and each gated artifact's card gets ``export.validated_on``.
+    """
+    from edge_sdk.bench.machine import collect_machine_info
+    from edge_sdk.cpu import INT8_KERNEL_CLASSES
+    from edge_sdk_export.report import record_validation, write_report
 
     options = ctx.options
     card = source.card
-    all_rows = ([parent.info_row] if parent.info_row is not None else []) + rows
+    machine = collect_machine_info()
+    kernels = machine.int8_kernels
+    rows = record_validation(ctx.staging, [r.with_measured_on(kernels) for r in rows], machine, ref.size)
+    info_row = None if parent.info_row is None else parent.info_row.with_measured_on(kernels)
+    all_rows = ([info_row] if info_row is not None else []) + rows
     report = {
         "schema": REPORT_SCHEMA,
         "model": {
@@ -494,11 +533,13 @@ def report_step(
             g.metric: {
                 "threshold": g.threshold,
                 "higher_is_better": g.higher_is_better,
-                "measured_on": ref.heldout_description,
+                "heldout": ref.heldout_description,
+                "measured_on": kernels,
             }
             for g in options.gates.values()
         },
         "machine": options.machine or f"{platform.machine()} {os.cpu_count()} cores, threads={options.threads}",
+        "machine_info": {**machine.to_dict(), "int8_kernels_meaning": INT8_KERNEL_CLASSES.get(kernels, "")},
         "rows": [r.to_dict() for r in all_rows],
         "failed": [r.target for r in all_rows if r.status == "failed"],
     }
@@ -519,6 +560,8 @@ def _check_options(options: ExportOptions) -> list[str]:
         raise InputError(
             f"--target-timeout {options.target_timeout_s}: expected seconds in [{MIN_TIMEOUT_S:g}, {MAX_TIMEOUT_S:g}]"
         )
+    if options.max_float_layers < 0:
+        raise InputError(f"--max-float-layers {options.max_float_layers}: expected a number of layers >= 0 (0: off)")
     if not 0.0 < options.heldout_fraction < 1.0:
         raise InputError(f"--heldout-fraction {options.heldout_fraction}: expected a fraction of the faces in (0, 1)")
     return targets
@@ -554,4 +597,5 @@ def _run(ctx: RunContext) -> dict[str, Any]:
     ref = reference_step(source, faces, ctx.options)
     parent = prune_step(ctx, source, faces, ref)
     rows = export_step(ctx, parent, faces, ref)
+    parent_copy_step(ctx, source)
     return report_step(ctx, source, faces, ref, parent, rows)

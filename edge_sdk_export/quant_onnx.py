@@ -4,11 +4,17 @@ Both use ``onnxruntime.quantization.quantize_static`` in QDQ format with per-cha
 in activations: TensorRT's explicit quantization wants symmetric int8 (zero point 0) everywhere, while ONNX
 Runtime's CPU int8 kernels are fast with uint8 activations and slow with symmetric int8 ones (0.5-0.8x FP32
 measured), so the two files are never interchangeable.
+
+The cpu file stores 7-bit weights (``reduce_range``, see :class:`QdqScheme`): with 8-bit weights onnxruntime's
+u8s8 kernels on x86 without VNNI saturate in int16, and the same file that agrees 0.997 with FP32 on a VNNI CPU
+agreed 0.907 on an AVX2 one; with 7 bits it computes the same integers on AVX2, VNNI and ARM. The TensorRT file
+keeps 8 bits (TensorRT accumulates in int32); only its ORT CPU proxy saturates on such hosts.
+benchmarks/int8_isa.py measures the schemes per kernel class (benchmarks/results/int8_isa.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,19 +35,34 @@ WEIGHT_OPS = (*PER_CHANNEL_OPS, "Gemm", "MatMul")
 
 @dataclass(frozen=True)
 class QdqScheme:
-    """How activations are quantized (weights are always per-channel symmetric int8) and calibrated."""
+    """How a QDQ file is quantized: activation type and symmetry, weight type and range, calibration.
+
+    ``reduce_range`` stores weights in 7 bits (int8 in [-64, 64], still int8 QDQ with zero point 0): x86 CPUs
+    without VNNI multiply uint8 activations by int8 weights with ``vpmaddubsw``, which adds each pair of
+    products in int16 and saturates once ``255 * |w1| + 255 * |w2|`` passes 32,767; with |w| <= 64 no pair can,
+    so the file computes the same integers on AVX2, VNNI and ARM (onnxruntime documents this for non-VNNI x86).
+    ``weights`` other than int8 (uint8: onnxruntime's U8U8) exist for benchmarks/int8_isa.py's comparison.
+    """
 
     activation: str  # "int8" | "uint8"
     symmetric_activations: bool
     calibration: str = "minmax"  # "minmax" | "percentile"
     percentile: float = 99.999
+    reduce_range: bool = False
+    weights: str = "int8"  # "int8" | "uint8"
 
 
 # Activation ranges from the 99.999th percentile instead of min/max: a few outlier activations otherwise
 # stretch the range and cost resolution everywhere (worst for symmetric int8 after ReLU, which has 7 bits
 # left). Measured on the demo, expression agreement vs FP32: jetson 0.973 -> 0.983, cpu 0.970 -> 0.980.
 TENSORRT_SCHEME = QdqScheme(activation="int8", symmetric_activations=True, calibration="percentile")
-ORT_CPU_SCHEME = QdqScheme(activation="uint8", symmetric_activations=False, calibration="percentile")
+# 7-bit weights (reduce_range) for the cpu file: measured (benchmarks/results/int8_isa.md) on the demo, expression
+# agreement vs FP32 0.981 on VNNI *and* under an emulated AVX2 CPU, at the same speed on VNNI (0.37x FP32);
+# with 8-bit weights 0.995 on VNNI but 0.841 on AVX2. U8U8 held 0.997 on both but ran 0.85x FP32 on VNNI.
+# TensorRT never saturates, so the jetson file keeps 8-bit weights (7-bit cost it 0.979 -> 0.974).
+ORT_CPU_SCHEME = QdqScheme(activation="uint8", symmetric_activations=False, calibration="percentile", reduce_range=True)
+# Largest |weight| a reduce_range file may hold: 255 * 64 * 2 = 32,640 fits the int16 pair sums of x86 without VNNI.
+REDUCED_WEIGHT_MAX = 64
 
 
 class _BatchReader:
@@ -85,11 +106,12 @@ def quantize_qdq(fp32_onnx: Path, out_path: Path, card: ModelCard, calib: np.nda
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             activation_type=activation_type,
-            weight_type=QuantType.QInt8,
+            weight_type={"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}[scheme.weights],
+            reduce_range=scheme.reduce_range,
             calibrate_method=method,
             extra_options={
                 "ActivationSymmetric": scheme.symmetric_activations,
-                "WeightSymmetric": True,
+                "WeightSymmetric": scheme.weights == "int8",
                 "CalibPercentile": scheme.percentile,
             },
         )
@@ -174,15 +196,18 @@ def _initializers(model: Any) -> dict[str, np.ndarray]:
     return {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
 
 
-def check_qdq(onnx_path: Path, scheme: QdqScheme) -> dict[str, Any]:
+def check_qdq(onnx_path: Path, scheme: QdqScheme, float_nodes: Collection[str] = ()) -> dict[str, Any]:
     """Prove the QDQ properties of a quantized file; raise ArtifactError naming the first violation.
 
     Checks: opset >= 13; every Q/DQ has a constant, positive scale and a constant zero point; activations
     have the scheme's dtype, with zero points all 0 when activations are symmetric; weights (the constant
-    read as input 1 of Conv/ConvTranspose/Gemm/MatMul) are int8 with zero point 0; every Conv weight is
+    read as input 1 of Conv/ConvTranspose/Gemm/MatMul) have the scheme's dtype (int8: zero point 0, and
+    with ``reduce_range`` every value within +-64, what keeps non-VNNI x86 from saturating); every Conv weight is
     dequantized per-channel (1-D scale, one per output channel); every Conv reads quantized activations.
     Other constants (biases, Mul/Add/Sub/Div operands such as in-graph normalisation) may have any integer
-    type but must match their zero point's type. Returns counts for the report.
+    type but must match their zero point's type. ``float_nodes``: layers accuracy recovery kept in float on
+    purpose (:mod:`edge_sdk_export.recovery`); the convolution checks skip them and they are listed in the
+    result; a name that is not a node of the graph is an error. Returns counts for the report.
     """
     import onnx
 
@@ -191,11 +216,16 @@ def check_qdq(onnx_path: Path, scheme: QdqScheme) -> dict[str, Any]:
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < MIN_TENSORRT_OPSET:
         raise ArtifactError(f"{where}: opset {opset} < {MIN_TENSORRT_OPSET} (QDQ per-channel needs opset 13)")
+    missing = sorted(set(float_nodes) - {n.name for n in model.graph.node})
+    if missing:
+        raise ArtifactError(f"{where}: float layer(s) not in the graph: {', '.join(missing)}")
     inits = _initializers(model)
     producers = {out: node for node in model.graph.node for out in node.output}
     weights = _weight_tensors(model)
     act_dtype = np.dtype(scheme.activation)
+    weight_dtype = np.dtype(scheme.weights)
     counts = {"quantize": 0, "dequantize": 0, "per_channel_weights": 0, "per_tensor_weights": 0, "conv": 0}
+    counts["float_conv"] = 0
     counts["other_constants"] = 0
     for node in model.graph.node:
         if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
@@ -209,11 +239,19 @@ def check_qdq(onnx_path: Path, scheme: QdqScheme) -> dict[str, Any]:
                 raise ArtifactError(f"{where}: {node.name!r} data is {data.dtype} but zero point is {zero_point.dtype}")
             counts["other_constants"] += 1
             continue
-        expected = np.dtype("int8") if constant else act_dtype
+        expected = weight_dtype if constant else act_dtype
         if zero_point.dtype != expected:
             raise ArtifactError(f"{where}: {node.name!r} zero point is {zero_point.dtype}, expected {expected}")
-        if (constant or scheme.symmetric_activations) and np.any(zero_point != 0):
+        symmetric = weight_dtype == np.int8 if constant else scheme.symmetric_activations
+        if symmetric and np.any(zero_point != 0):
             raise ArtifactError(f"{where}: {node.name!r} has a non-zero zero point (not symmetric)")
+        if constant and scheme.reduce_range and weight_dtype == np.int8:
+            largest = int(np.abs(inits[node.input[0]].astype(np.int32)).max(initial=0))
+            if largest > REDUCED_WEIGHT_MAX:
+                raise ArtifactError(
+                    f"{where}: {node.name!r} holds weight {largest} > {REDUCED_WEIGHT_MAX}: not reduce_range "
+                    "(7-bit) weights, so x86 without VNNI can saturate"
+                )
         if constant:
             per_channel = inits[node.input[1]].size > 1
             counts["per_channel_weights" if per_channel else "per_tensor_weights"] += 1
@@ -221,22 +259,27 @@ def check_qdq(onnx_path: Path, scheme: QdqScheme) -> dict[str, Any]:
         if node.op_type not in PER_CHANNEL_OPS:
             continue
         counts["conv"] += 1
+        if node.name in float_nodes:
+            counts["float_conv"] += 1
+            continue
         x_src, w_src = producers.get(node.input[0]), producers.get(node.input[1])
         if x_src is None or x_src.op_type != "DequantizeLinear":
             raise ArtifactError(f"{where}: {node.op_type} {node.name!r} input is not quantized (no DequantizeLinear)")
         if w_src is None or w_src.op_type != "DequantizeLinear" or w_src.input[0] not in inits:
             raise ArtifactError(f"{where}: {node.op_type} {node.name!r} weight is not a quantized constant")
         weight, scale = inits[w_src.input[0]], inits[w_src.input[1]]
-        if weight.dtype != np.int8:
-            raise ArtifactError(f"{where}: {node.name!r} weight is {weight.dtype}, expected int8")
+        if weight.dtype != weight_dtype:
+            raise ArtifactError(f"{where}: {node.name!r} weight is {weight.dtype}, expected {weight_dtype}")
         if scale.ndim != 1 or scale.size != weight.shape[0]:
             raise ArtifactError(
                 f"{where}: {node.name!r} weight scale has shape {list(scale.shape)}, expected per-channel "
                 f"[{weight.shape[0]}]"
             )
-    if counts["conv"] == 0 or counts["quantize"] == 0:
+    if counts["conv"] - counts["float_conv"] == 0 or counts["quantize"] == 0:
         raise ArtifactError(f"{where}: no quantized convolutions found; this is not a QDQ INT8 model")
-    return {"opset": opset, "activations": scheme.activation, "symmetric": scheme.symmetric_activations, **counts}
+    scheme_fields = {"activations": scheme.activation, "symmetric": scheme.symmetric_activations}
+    scheme_fields |= {"weights": scheme.weights, "reduce_range": scheme.reduce_range}
+    return {"opset": opset, **scheme_fields, **counts, "float_nodes": sorted(float_nodes)}
 
 
 def _weight_tensors(model: Any) -> set[str]:

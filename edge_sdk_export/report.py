@@ -1,17 +1,29 @@
 """The export report: report.json (everything), report.md (the table people read) and report.png (a chart).
 
 Rows are :class:`~edge_sdk.bench.export_row.ExportRow` (``report.json`` holds their ``to_dict()``); the
-report says which faces every gate was measured on (``heldout``) and what calibrated the artifacts.
+report says which faces every gate was measured on (``heldout``), on which machine and int8 kernel class
+(``machine_info``, each row's and gate's ``measured_on``) and what calibrated the artifacts.
+:func:`record_validation` writes the same machine facts into each validated artifact's card
+(``export.validated_on``), because the artifact alone is often what ships.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from edge_sdk.bench.export_row import ExportRow
+from edge_sdk.bench.machine import MachineInfo
+from edge_sdk.contract.card import SIDECAR_SUFFIX, ModelCard, ValidatedOn, sidecar_path
+from edge_sdk.contract.card_io import read_onnx_metadata_card, read_sidecar
+from edge_sdk.cpu import INT8_KERNEL_CLASSES
+from edge_sdk.errors import EdgeSdkError
+
+logger = logging.getLogger(__name__)
 
 
 def _field(name: str) -> Callable[[ExportRow], Any]:
@@ -32,10 +44,13 @@ COLUMNS: tuple[tuple[Callable[[ExportRow], Any], str], ...] = (
     (_field("fp32_latency_ms"), "FP32 latency ms"),
     (_field("latency_ratio"), "INT8/FP32 latency"),
     (_metric("expression_agreement"), "expr. agree"),
+    (_metric("expression_mean_abs_dp"), "expr. mean abs dp"),
+    (_metric("expression_kl"), "expr. KL"),
     (_metric("au_occurrence_f1"), "AU F1"),
     (_metric("au_intensity_mae"), "AU int. MAE"),
     (_metric("va_ccc"), "VA CCC (min)"),
     (_metric("pspi_mae"), "PSPI MAE"),
+    (_field("measured_on"), "int8 kernels"),
     (_field("status"), "status"),
 )
 
@@ -44,6 +59,8 @@ def _cell(value: Any) -> str:
     if value is None:
         return "n/a"
     if isinstance(value, float):
+        if 0 < abs(value) < 1e-3:
+            return f"{value:.1e}"  # probability-level figures (KL, mean |dp|) of good artifacts are this small
         return f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
     return str(value)
 
@@ -81,6 +98,20 @@ def _calibration_line(calib: dict[str, Any]) -> str:
     return text
 
 
+def machine_lines(info: dict[str, Any] | None) -> list[str]:
+    """report.md's lines naming the CPU, its int8 kernel class and the runtimes (none for older reports)."""
+    if not info:
+        return []
+    kernels = info.get("int8_kernels", "unknown")
+    runtimes = ", ".join(f"{k} {v}" for k, v in (info.get("runtimes") or {}).items())
+    return [
+        f"- CPU: {info.get('cpu')} ({info.get('arch')}), {info.get('cores_usable')} usable cores, {info.get('os')}",
+        f"- int8 kernels: **{kernels}** ({INT8_KERNEL_CLASSES.get(kernels, 'unknown class')}); ISA: "
+        f"{' '.join(info.get('isa_flags') or []) or 'unknown'}",
+        f"- runtimes: {runtimes or 'unknown'}",
+    ]
+
+
 def write_markdown(report: dict[str, Any], path: Path) -> None:
     """report.md: the model, the faces (calibration and held-out, counted), the table, gates, checks, notes."""
     rows = typed_rows(report["rows"])
@@ -96,11 +127,16 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         f"{heldout['real_crops']} real crops, {heldout['rendered']} rendered, {heldout['count']} in all",
         f"- pruning: {json.dumps(report['pruning'])}",
         f"- machine: {report['machine']}",
+        *machine_lines(report.get("machine_info")),
         "",
         markdown_table(rows),
         "",
         "Fidelity is measured against the unpruned FP32 parent on the held-out set, through the runtime's own "
-        "backends (edge_sdk.backend.load_backend). Latency: batch 1, median, on this machine.",
+        "backends (edge_sdk.backend.load_backend). Latency: batch 1, median, on this machine. INT8 accuracy "
+        "depends on the CPU's int8 kernels (column 'int8 kernels'): a gate measured on one class says little "
+        "about another. 'expr. mean abs dp' is the mean |p_int8 - p_fp32| over faces and expression classes, "
+        "'expr. KL' the mean KL(p_fp32 || p_int8) in nats: unlike top-1 agreement they stay small when a "
+        "weak model's nearly tied classes swap places.",
         "",
         f"## Gates (measured on {heldout['description']})",
     ]
@@ -108,7 +144,8 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         if row.reason:
             lines.append(f"- {row.target}: **{row.status}** {row.reason}")
         for gate in row.gates:
-            lines.append(f"- {row.target}: **{gate.status}** {gate.message}")
+            where = f" (int8 kernels {gate.measured_on})" if gate.measured_on else ""
+            lines.append(f"- {row.target}: **{gate.status}** {gate.message}{where}")
     for row in rows:
         for key, value in row.checks.items():
             lines.append(f"- {row.target} check `{key}`: `{json.dumps(value)}`")
@@ -157,3 +194,68 @@ def write_report(report: dict[str, Any], folder: Path) -> None:
     (folder / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
     write_markdown(report, folder / "report.md")
     write_chart(typed_rows(report["rows"]), folder / "report.png", report.get("gates"))
+
+
+# ---- where the gates were measured, in each artifact's card --------------------------------------
+def validated_on(row: ExportRow, machine: MachineInfo) -> ValidatedOn:
+    """What an artifact's card records about its validation: the kernel class, CPU, runtime and figures."""
+    return ValidatedOn(
+        kernels=row.measured_on or machine.int8_kernels,
+        cpu=machine.cpu,
+        isa_flags=tuple(machine.isa_flags),
+        runtime=row.backend or "",
+        passed=None if row.status == "info" else row.passed,
+        metrics=dict(row.metrics),
+    )
+
+
+def write_validated_on(artifact: Path, validation: ValidatedOn) -> ModelCard:
+    """Rewrite ``artifact``'s card with ``export.validated_on`` set; returns the card written.
+
+    A sidecar card is re-read (its files' sha256 verified) and written again over the same files, main file
+    first, so the hashes it records stay those of the files. An embedded ONNX card is replaced through
+    :func:`edge_sdk_export.onnx_card.embed_card`, which records the weights hash again (unchanged: only the
+    metadata changes). Raises EdgeSdkError when the card cannot be read.
+    """
+    from edge_sdk_export.artifacts import write_sidecar
+
+    if sidecar_path(artifact).is_file():
+        card = read_sidecar(artifact)
+        new = card.with_changes(export=replace(card.export, validated_on=validation))
+        names = [artifact.name, *(n for n in card.files if n != artifact.name)]
+        write_sidecar(new, [artifact.with_name(n) for n in names])
+        return new
+    from edge_sdk_export.onnx_card import embed_card
+
+    card = read_onnx_metadata_card(artifact)
+    new = card.with_changes(export=replace(card.export, validated_on=validation))
+    embed_card(artifact, new, indent=2 if card.export.precision == "fp32" else None)  # quantized: compact
+    return new
+
+
+def record_validation(
+    folder: Path, rows: list[ExportRow], machine: MachineInfo, fp32_size: int | None = None
+) -> list[ExportRow]:
+    """Write ``export.validated_on`` into the card of every gated artifact of ``rows`` in ``folder``; returns
+    the rows with their sizes measured again (an embedded card grows the file by a few hundred bytes; the
+    size ratio is taken against ``fp32_size`` when given).
+
+    Rows without files or gates (a crashed target, the pruned FP32 info row) are returned unchanged. A card
+    that cannot be rewritten is logged as a warning and noted on its row (the row still says where it was
+    measured).
+    """
+    result: list[ExportRow] = []
+    for row in rows:
+        if row.status == "info" or not row.files or not row.gates:
+            result.append(row)
+            continue
+        try:
+            write_validated_on(folder / row.files[0], validated_on(row, machine))
+        except (EdgeSdkError, OSError) as exc:
+            logger.warning("[%s] could not record where its gates were measured in its card: %s", row.target, exc)
+            result.append(replace(row, notes=(*row.notes, f"card not updated with export.validated_on: {exc}")))
+            continue
+        size = sum((folder / name).stat().st_size for name in row.files if not name.endswith(SIDECAR_SUFFIX))
+        ratio = round(size / fp32_size, 4) if fp32_size else row.size_ratio
+        result.append(replace(row, size_bytes=size, size_kb=round(size / 1024, 1), size_ratio=ratio))
+    return result

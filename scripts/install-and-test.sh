@@ -19,6 +19,7 @@ TORCH_PIN="torch==2.13.0"
 SYSTEM_TOOLS=(
     "shellcheck:shellcheck"
     "systemd-analyze:systemd"
+    "qemu-x86_64:qemu-user"  # tests/test_int8_isa.py runs onnxruntime's AVX2 (non-VNNI) int8 kernels under qemu
 )
 
 say() { printf '[install-and-test] %s\n' "$*"; }

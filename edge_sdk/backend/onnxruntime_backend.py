@@ -77,13 +77,17 @@ class OnnxRuntimeBackend(Backend):
         card: ModelCard,
         threads: int | None = None,
         providers: Sequence[str] | None = None,
+        optimize: bool = True,
     ) -> None:
+        """``optimize=False`` turns ONNX Runtime's graph optimisations off: a QDQ file then runs as float
+        DequantizeLinear -> op -> QuantizeLinear (quantization simulated with exact sums, the same on every
+        CPU), which is how a TensorRT artifact is judged on a machine without TensorRT."""
         super().__init__(path, card)
         import onnxruntime as ort
 
         self._ort_version = ort.__version__
         self._threads = threads
-        self.session = open_session(path, threads=threads, providers=providers)
+        self.session = open_session(path, threads=threads, providers=providers, optimize=optimize)
         try:  # ONNX Runtime decodes names and symbolic dimensions only when asked: corrupt bytes surface here
             inputs = self.session.get_inputs()
             input_shape = tuple(_dims(inputs[0].shape)) if inputs else ()

@@ -8,7 +8,7 @@ the field (``rows[2].latency_ms: expected a number, got 'fast'``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from edge_sdk.errors import ArtifactError
@@ -30,25 +30,36 @@ class ReportRowError(ArtifactError):
 
 @dataclass(frozen=True)
 class GateResult:
-    """One fidelity gate of one artifact: ``status`` is ``pass``, ``fail`` or ``n/a`` (no such head)."""
+    """One fidelity gate of one artifact: ``status`` is ``pass``, ``fail`` or ``n/a`` (no such head).
+
+    ``measured_on`` is the int8 kernel class (:data:`edge_sdk.cpu.INT8_KERNEL_CLASSES`) of the CPU the gate
+    was measured on: the same INT8 file can pass on one class and fail on another. None in reports written
+    before it was recorded.
+    """
 
     metric: str
     status: str
     message: str
+    measured_on: str | None = None
 
-    def to_dict(self) -> dict[str, str]:
-        return {"metric": self.metric, "status": self.status, "message": self.message}
+    def to_dict(self) -> dict[str, str | None]:
+        return {"metric": self.metric, "status": self.status, "message": self.message, "measured_on": self.measured_on}
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "gates[0]", source: str | None = None) -> GateResult:
         data = _object(data, where, source)
-        _no_unknown(data, ("metric", "status", "message"), where, source)
+        _no_unknown(data, ("metric", "status", "message", "measured_on"), where, source)
         status = _str(data, "status", where, source)
         if status not in GATE_STATUSES:
             raise ReportRowError(
                 f"{where}.status", f"expected one of {', '.join(GATE_STATUSES)}, got {status!r}", source
             )
-        return cls(_str(data, "metric", where, source), status, _str(data, "message", where, source))
+        return cls(
+            _str(data, "metric", where, source),
+            status,
+            _str(data, "message", where, source),
+            _opt_str(data, "measured_on", where, source),
+        )
 
 
 @dataclass(frozen=True)
@@ -56,8 +67,10 @@ class ExportRow:
     """One artifact (or one target that produced none) in the export report.
 
     ``metrics`` are the fidelity figures against the FP32 parent (None: the model has no such head);
-    ``heldout`` says which faces they (and every gate) were measured on. A ``failed`` row with a
-    ``reason`` and no files is a target whose export crashed, hung or raised.
+    ``heldout`` says which faces they (and every gate) were measured on, ``measured_on`` on which int8
+    kernel class (:data:`edge_sdk.cpu.INT8_KERNEL_CLASSES`; None: nothing measured, or a report written
+    before it was recorded). A ``failed`` row with a ``reason`` and no files is a target whose export
+    crashed, hung or raised.
     """
 
     target: str
@@ -79,6 +92,7 @@ class ExportRow:
     reason: str | None = None
     export_s: float | None = None
     heldout: str | None = None
+    measured_on: str | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -93,9 +107,12 @@ class ExportRow:
         return self.metrics.get(name)
 
     def fidelity(self) -> dict[str, Any]:
-        """What the benchmark shows: ``passed`` (gated rows only) and every measured figure."""
+        """What the benchmark shows: ``passed`` (gated rows only), every measured figure and ``measured_on``
+        (the int8 kernel class, where recorded)."""
         found: dict[str, Any] = {"passed": self.passed} if self.status != "info" else {}
         found.update({k: v for k, v in self.metrics.items() if v is not None})
+        if found and self.measured_on:
+            found["measured_on"] = self.measured_on  # the int8 kernel class those figures were measured on
         return found
 
     def to_dict(self) -> dict[str, Any]:
@@ -120,6 +137,7 @@ class ExportRow:
             "reason": self.reason,
             "export_s": self.export_s,
             "heldout": self.heldout,
+            "measured_on": self.measured_on,
         }
 
     @classmethod
@@ -157,7 +175,16 @@ class ExportRow:
             reason=_opt_str(data, "reason", where, source),
             export_s=_opt_num(data, "export_s", where, source),
             heldout=_opt_str(data, "heldout", where, source),
+            measured_on=_opt_str(data, "measured_on", where, source),
         )
+
+    def with_measured_on(self, kernels: str) -> ExportRow:
+        """This row with ``measured_on`` (and every gate's) set to ``kernels`` where not yet recorded; a row
+        that measured nothing (a crashed target: no metrics, no gates) is returned unchanged."""
+        if not self.metrics and not self.gates:
+            return self
+        gates = tuple(g if g.measured_on else replace(g, measured_on=kernels) for g in self.gates)
+        return replace(self, measured_on=self.measured_on or kernels, gates=gates)
 
 
 _FIELDS = tuple(ExportRow.__dataclass_fields__)

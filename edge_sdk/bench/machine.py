@@ -26,6 +26,8 @@ RUNTIME_DISTRIBUTIONS = {
     "onnxruntime-gpu": "onnxruntime-gpu",
     "ai-edge-litert": "ai_edge_litert",
     "openvino": "openvino",
+    "tensorflow": "tensorflow",  # the LiteRT export's converter, where installed
+    "tensorflow-cpu": "tensorflow-cpu",
     "numpy": "numpy",
     "opencv-python-headless": "opencv",
 }

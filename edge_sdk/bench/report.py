@@ -31,6 +31,8 @@ def _fidelity(row: Row) -> str:
     parts = []  # the dict is edge_sdk.bench.export_row.ExportRow.fidelity(): "passed" plus the figures
     if isinstance(fidelity.get("passed"), bool):
         parts.append("pass" if fidelity["passed"] else "FAIL")
+    if isinstance(fidelity.get("measured_on"), str):
+        parts.append(f"@{fidelity['measured_on']}")  # the int8 kernel class the export measured it on
     numbers = [(k, v) for k, v in fidelity.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
     parts.extend(f"{k}={v:.3g}" for k, v in numbers[:2])
     return " ".join(parts) or "-"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_sdk.bench.artifacts import ArtifactSet, find_all_artifacts, fp32_onnx_in, select_variants
+from edge_sdk.bench.artifacts import ArtifactSet, BenchArtifact, find_all_artifacts, fp32_onnx_in, select_variants
 from edge_sdk.bench.machine import (
     MachineInfo,
     collect_machine_info,
@@ -32,7 +32,7 @@ from edge_sdk.bench.measure import (
     run_interleaved,
     sample_batch,
 )
-from edge_sdk.cpu import usable_cores
+from edge_sdk.cpu import CpuInfo, kernels_notice, usable_cores
 from edge_sdk.errors import InputError
 from edge_sdk.model.face_model import DEMO_MODEL
 from edge_sdk.targets import Target, get_target
@@ -139,6 +139,22 @@ def _rows(sessions: list[Session], target: Target, machine: MachineInfo, sizes: 
     return rows
 
 
+def kernel_notes(artifacts: list[BenchArtifact], machine: MachineInfo) -> list[str]:
+    """One note per INT8 artifact whose fidelity gates were measured on another int8 kernel class than this
+    machine's (its card's ``export.validated_on``, else its export report row's ``measured_on``)."""
+    here = CpuInfo(machine.cpu, machine.arch, tuple(machine.isa_flags), machine.int8_kernels, machine.cores_usable)
+    notes = []
+    for artifact in artifacts:
+        export = artifact.card.export
+        if export.precision == "fp32":
+            continue
+        measured = export.validated_on.kernels if export.validated_on else (artifact.fidelity or {}).get("measured_on")
+        notice = kernels_notice(measured if isinstance(measured, str) else None, here, artifact.path.name)
+        if notice:
+            notes.append(notice)
+    return notes
+
+
 def run_benchmark(config: BenchConfig, progress: Progress | None = None) -> dict[str, Any]:
     """Benchmark ``config.target``'s artifacts on this machine; every figure as a JSON-ready dict."""
     say = progress or (lambda message: None)
@@ -148,7 +164,7 @@ def run_benchmark(config: BenchConfig, progress: Progress | None = None) -> dict
     found: ArtifactSet = select_variants(
         find_all_artifacts(target, config.models, DEMO_MODEL), list(config.precisions) if config.precisions else None
     )
-    notes = list(found.notes)
+    notes = list(found.notes) + kernel_notes(found.artifacts, machine)
     baseline_path = _baseline_path(found, config)
     if config.baseline and baseline_path is None:
         notes.append("baseline skipped: no FP32 .onnx among the artifacts (the baseline runs the FP32 ONNX)")

@@ -42,6 +42,9 @@ COMMANDS: dict[str, Command] = {
     "models": Command("edge_sdk.cli.models", "list, pull and locate public models (sha256-pinned)"),
     "doctor": Command("edge_sdk.cli.doctor", "check what this device has and what will run"),
     "benchmark": Command("edge_sdk.cli.benchmark", "latency/throughput of a target's artifacts on this device"),
+    "pick": Command(
+        "edge_sdk.cli.pick", "time an export folder's artifacts here and record the fastest for `run --model DIR`"
+    ),
     "export": Command(
         "edge_sdk_export.cli",
         "prune + quantize a model for jetson/rpi/openvino/cpu (workstation; needs edge-sdk[export])",

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from edge_sdk.capture.base import redact_url
-from edge_sdk.cpu import INT8_KERNEL_CLASSES, describe_cpu
+from edge_sdk.contract.card import ModelCard
+from edge_sdk.cpu import INT8_KERNEL_CLASSES, artifact_kernels_notice, describe_cpu
 from edge_sdk.errors import EdgeSdkError
 from edge_sdk.targets import TARGETS, Target
 
@@ -245,7 +246,37 @@ def check_model(setup: Setup) -> list[Finding]:
     heads = ", ".join(h.name for h in card.heads) + (", pspi" if card.has_pain else "")
     demo = "; SYNTHETIC DEMO weights (meaningless on real people)" if card.provenance.synthetic_demo else ""
     detail = f"{model.path} on {model.info.backend} ({model.info.device}): {heads}{demo}"
-    return [Finding(f"model {setup.model}", "warn" if demo else "ok", detail, required=True)]
+    finding = Finding(f"model {setup.model}", "warn" if demo else "ok", detail, required=True)
+    return [finding, *model_kernel_findings(card, Path(model.path))]
+
+
+def model_kernel_findings(card: ModelCard, path: Path) -> list[Finding]:
+    """Were the artifact's fidelity gates measured on this CPU's int8 kernel class? (``export.validated_on``)
+
+    A warning when they were measured on another class (the same INT8 file can pass on one and fail on the
+    other); an info line for an INT8 artifact whose card does not say; nothing for FP32 files.
+    """
+    export = card.export
+    if export.precision == "fp32":
+        return []
+    check = "model int8 kernels"
+    validated = export.validated_on
+    if validated is None:
+        detail = (
+            f"{path.name}: its card does not say on which int8 kernels its fidelity gates were measured "
+            "(exported before edge-sdk recorded it, or not by `edge-sdk export`)"
+        )
+        return [Finding(check, "info", detail)]
+    cpu = describe_cpu()
+    notice = artifact_kernels_notice(export, path.name, cpu)
+    if notice is None:
+        detail = f"{path.name}: fidelity gates measured on {validated.kernels} ({validated.cpu}), the class of this CPU"
+        return [Finding(check, "ok", detail)]
+    fix = (
+        f"re-run `edge-sdk export` on a machine of class {cpu.int8_kernels} (it measures the gates there), or use an "
+        f"artifact whose card says export.validated_on.kernels = {cpu.int8_kernels}"
+    )
+    return [Finding(check, "warn", notice, fix)]
 
 
 def check_registry(setup: Setup) -> list[Finding]:

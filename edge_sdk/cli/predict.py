@@ -22,7 +22,11 @@ LABELS_PER_LINE = 6
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", help="image files (jpg, png, ...)")
-    parser.add_argument("--model", default="demo", help="'demo' (default), a model artifact, or a pulled model name")
+    parser.add_argument(
+        "--model",
+        default="demo",
+        help="'demo' (default), a model artifact, an export folder (uses its pick.json), or a pulled model name",
+    )
     parser.add_argument("--faces", choices=FACE_POLICIES, default="largest", help="largest face (default) or all")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--detector", choices=DETECTOR_KINDS, default="auto", help="face detector (default auto)")

@@ -28,7 +28,12 @@ EXIT_FAULT = 1  # the monitor faulted or ended without a signal (exit 2, bad inp
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The run flags; each settings flag's dest is its config key, so flags override the ``--config`` file."""
     setting = partial(add_setting, parser)
-    setting("--model", "model", help="'demo', a model artifact, or a pulled model name (default: demo)")
+    setting(
+        "--model",
+        "model",
+        help="'demo', a model artifact, an export folder (loads what `edge-sdk pick` chose, from its pick.json), "
+        "or a pulled model name (default: demo)",
+    )
     setting("--source", "source", help="0 | /dev/video0 | picamera2 | rtsp://... | file.mp4 | images/")
     parser.add_argument("--config", help="edge-sdk.toml with defaults (flags override it)")
     setting("--max-fps", "max_fps", type=float, help="cap processed frames/s to save power")

@@ -346,6 +346,62 @@ class Provenance:
 
 
 @dataclass(frozen=True)
+class ValidatedOn:
+    """Where an exported artifact's fidelity gates were measured (``export.validated_on``, optional).
+
+    INT8 accuracy depends on the CPU's int8 kernels (:mod:`edge_sdk.cpu`): the same file can pass its gates
+    on an x86 box with VNNI and fail them on one without. The export writes this after validating the
+    artifact, so a device can tell that the gates it ships with were measured on another kernel class.
+    """
+
+    kernels: str  # the int8 kernel class (a key of edge_sdk.cpu.INT8_KERNEL_CLASSES) the gates ran on
+    cpu: str = ""  # the CPU model
+    isa_flags: tuple[str, ...] = ()  # its ISA flags that matter (edge_sdk.cpu.ISA_FLAGS_THAT_MATTER)
+    runtime: str = ""  # backend, version and device that ran the artifact, e.g. "onnxruntime 1.20.1 (CPU)"
+    passed: bool | None = None  # every gate passed (None: not gated)
+    metrics: dict[str, float | None] = field(default_factory=dict)  # the fidelity figures against FP32
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kernels": self.kernels,
+            "cpu": self.cpu,
+            "isa_flags": list(self.isa_flags),
+            "runtime": self.runtime,
+            "passed": self.passed,
+            "metrics": dict(self.metrics),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str | None = None) -> ValidatedOn:
+        where = "export.validated_on"
+        data = _object(data, where, source)
+        kernels = data.get("kernels")
+        if not isinstance(kernels, str) or not kernels:
+            raise ContractError(f"{where}.kernels", f"expected an int8 kernel class name, got {kernels!r}", source)
+        for key in ("cpu", "runtime"):
+            if not isinstance(data.get(key, ""), str):
+                raise ContractError(f"{where}.{key}", f"expected a string, got {data[key]!r}", source)
+        flags = data.get("isa_flags", [])
+        if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):
+            raise ContractError(f"{where}.isa_flags", f"expected a list of flag names, got {flags!r}", source)
+        passed = data.get("passed")
+        if passed is not None and not isinstance(passed, bool):
+            raise ContractError(f"{where}.passed", f"expected true, false or null, got {passed!r}", source)
+        metrics = _object(data.get("metrics", {}), f"{where}.metrics", source)
+        for name, value in metrics.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ContractError(f"{where}.metrics.{name}", f"expected a number or null, got {value!r}", source)
+        return cls(
+            kernels=kernels,
+            cpu=data.get("cpu", ""),
+            isa_flags=tuple(flags),
+            runtime=data.get("runtime", ""),
+            passed=passed,
+            metrics={str(k): None if v is None else float(v) for k, v in metrics.items()},
+        )
+
+
+@dataclass(frozen=True)
 class ExportInfo:
     """How this artifact was produced from its parent."""
 
@@ -358,11 +414,19 @@ class ExportInfo:
     # edge_sdk.contract.onnx_metadata.weights_sha256), checked at load. It describes the file, not the
     # contract, so two cards that differ only here are equal.
     weights_sha256: str | None = field(default=None, compare=False)
+    # Where the export measured this artifact's fidelity gates (written after validation; optional in every
+    # contract version, absent from cards written before it). Like weights_sha256 it describes this file's
+    # validation, not the contract, so it takes no part in equality.
+    validated_on: ValidatedOn | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         if data["weights_sha256"] is None:
             del data["weights_sha256"]  # cards written before the field keep their exact bytes
+        if self.validated_on is None:
+            del data["validated_on"]
+        else:
+            data["validated_on"] = self.validated_on.to_dict()
         return data
 
     @classmethod
@@ -380,6 +444,9 @@ class ExportInfo:
             calibration=data.get("calibration"),
             tool=data.get("tool"),
             weights_sha256=None if weights is None else weights.lower(),
+            validated_on=None
+            if data.get("validated_on") is None
+            else ValidatedOn.from_dict(data["validated_on"], source),
         )
 
 

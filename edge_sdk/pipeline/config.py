@@ -74,7 +74,7 @@ ORDERED: tuple[tuple[str, str], ...] = (
 NUM = (int, float)
 LOG_FORMATS = ("encrypted", "jsonl")
 OPTIONS: dict[str, Option] = {
-    "model": Option((str,), help="'demo', a model path or a pulled model name"),
+    "model": Option((str,), help="'demo', a model path, an export folder (its pick.json) or a pulled model name"),
     "backend": Option((str,), help="force a backend (onnxruntime, litert, openvino)"),
     "threads": Option((int,), THREAD_COUNT, "inference threads"),
     "source": Option((str,), help="0 | /dev/video0 | picamera2 | rtsp://... | file.mp4 | folder/"),
