@@ -10,13 +10,10 @@ which head and by how much, or why); 2 bad input (printed as ``error: ...`` by t
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from edge_sdk.cli.flags import settings_from_args
+from edge_sdk.cli.log_lines import log_lines
 from edge_sdk.targets import TARGETS
 from edge_sdk_export.fidelity import DEFAULT_GATES, parse_gates
 from edge_sdk_export.pipeline import (
@@ -167,24 +164,8 @@ def options_from_args(args: argparse.Namespace) -> ExportOptions:
     )
 
 
-@contextmanager
-def progress_lines() -> Iterator[None]:
-    """Show the export's progress log (``edge_sdk_export`` INFO and up) on stderr for one command."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    root = logging.getLogger("edge_sdk_export")
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
-
-
 def run(args: argparse.Namespace) -> int:
-    with progress_lines():
+    with log_lines("edge_sdk_export"):  # the export's progress lines
         report = run_export(options_from_args(args))
     rows = typed_rows(report["rows"])
     print()

@@ -27,13 +27,20 @@ def _init(name: str, array: np.ndarray) -> onnx.TensorProto:
     return numpy_helper.from_array(array.astype(np.float32), name)
 
 
-def _backbone(rng: np.random.Generator, size: int) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto], int]:
-    """conv3x3/2 -> relu -> conv3x3/2 -> relu -> global pool -> flatten; returns nodes, weights, feature width."""
-    c1, c2 = 8, 16
+def _backbone(
+    rng: np.random.Generator,
+    size: int,
+    channels: tuple[int, int] = (8, 16),
+    weight_mean: tuple[float, float] = (0.0, 0.0),
+    weight_std: tuple[float, float] = (0.4, 0.25),
+) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto], int]:
+    """conv3x3/2 -> relu -> conv3x3/2 -> relu -> global pool -> flatten; returns nodes, weights, feature width.
+    Conv weights are drawn from normal(``weight_mean[i]``, ``weight_std[i]``)."""
+    c1, c2 = channels
     weights = [
-        _init("w1", rng.normal(0, 0.4, (c1, 3, 3, 3))),
+        _init("w1", rng.normal(weight_mean[0], weight_std[0], (c1, 3, 3, 3))),
         _init("b1", rng.normal(0, 0.1, c1)),
-        _init("w2", rng.normal(0, 0.25, (c2, c1, 3, 3))),
+        _init("w2", rng.normal(weight_mean[1], weight_std[1], (c2, c1, 3, 3))),
         _init("b2", rng.normal(0, 0.1, c2)),
     ]
     conv = {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}

@@ -32,7 +32,7 @@ import pytest
 from edge_sdk.contract.card import ExportInfo, ModelCard
 from edge_sdk.errors import ArtifactError
 from edge_sdk_export.quant_onnx import ORT_CPU_SCHEME, check_qdq, quantize_qdq
-from tests.model_factory import AU_LABELS, _init, _save, multitask_card
+from tests.model_factory import AU_LABELS, _backbone, _init, _save, multitask_card
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 32
@@ -59,22 +59,7 @@ def build_saturating_onnx(path: Path, seed: int = 0) -> Path:
     from onnx import TensorProto, helper
 
     rng = np.random.default_rng(seed)
-    c1, c2 = 16, 32
-    weights = [
-        _init("w1", rng.normal(0.2, 0.3, (c1, 3, 3, 3))),
-        _init("b1", rng.normal(0, 0.1, c1)),
-        _init("w2", rng.normal(0.1, 0.1, (c2, c1, 3, 3))),
-        _init("b2", rng.normal(0, 0.1, c2)),
-    ]
-    conv = {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}
-    nodes = [
-        helper.make_node("Conv", ["input", "w1", "b1"], ["c1"], **conv),
-        helper.make_node("Relu", ["c1"], ["r1"]),
-        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], **conv),
-        helper.make_node("Relu", ["c2"], ["r2"]),
-        helper.make_node("GlobalAveragePool", ["r2"], ["gap"]),
-        helper.make_node("Flatten", ["gap"], ["features"], axis=1),
-    ]
+    nodes, weights, c2 = _backbone(rng, SIZE, channels=(16, 32), weight_mean=(0.2, 0.1), weight_std=(0.3, 0.1))
     input_info = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, SIZE, SIZE])
     backbone = helper.make_graph(
         nodes, "backbone", [input_info], [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", c2])]

@@ -15,8 +15,6 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from edge_sdk.bench.measure import DEFAULT_BLOCK
@@ -29,6 +27,7 @@ from edge_sdk.bench.pick import (
     run_pick,
     write_pick,
 )
+from edge_sdk.cli.log_lines import log_lines
 from edge_sdk.errors import InputError
 from edge_sdk.targets import TARGETS
 
@@ -72,22 +71,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
 
-@contextmanager
-def progress_lines(quiet: bool) -> Iterator[None]:
-    """Show :mod:`edge_sdk.bench.pick`'s log (INFO and up; warnings only with ``quiet``) on stderr."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("[pick] %(message)s"))
-    logger = logging.getLogger("edge_sdk.bench.pick")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.WARNING if quiet else logging.INFO)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-
-
 def run(args: argparse.Namespace) -> int:
     if args.block < 1:
         raise InputError(f"--block: expected at least 1, got {args.block}")
@@ -101,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         block=args.block,
         min_gain=args.min_gain,
     )
-    with progress_lines(args.quiet):
+    with log_lines("edge_sdk.bench.pick", "[pick] ", logging.WARNING if args.quiet else logging.INFO):
         result = run_pick(config)
     path = write_pick(result, folder)
     if args.json:
