@@ -113,20 +113,35 @@ def export_openvino(job: ExportJob) -> Exported:
 
 
 def export_rpi(job: ExportJob) -> Exported:
-    """TFLite full-integer INT8 (int8 input and outputs) for LiteRT + XNNPACK."""
+    """TFLite full-integer INT8 (int8 input and outputs) for LiteRT + XNNPACK; when a gate fails on the held-out
+    faces and ``job.recovery`` allows, the ops feeding the failing heads stay float (float32 outputs, see
+    :func:`edge_sdk_export.quant_tflite.recover_tflite`)."""
     from edge_sdk_export.convert import onnx_to_tflite_fp32
-    from edge_sdk_export.quant_tflite import quantize_tflite
+    from edge_sdk_export.quant_tflite import TfliteRecoveryInputs, quantize_tflite_recovering
 
-    path, card = quantize_tflite(job.parent, job.out_dir / f"{job.stem}.tflite", job.card, job.calib)
-    sidecar = write_sidecar(card, [path])
     reference = onnx_to_tflite_fp32(job.parent, job.work / "tflite_fp32")
+    inputs = None
+    if job.recovery is not None and len(job.heldout):
+        inputs = TfliteRecoveryInputs(job.heldout, job.heldout_ref, job.recovery, job.work / "recovery", reference)
+    path, card, recovery = quantize_tflite_recovering(
+        job.parent, job.out_dir / f"{job.stem}.tflite", job.card, job.calib, inputs
+    )
+    sidecar = write_sidecar(card, [path])
+    mixed = recovery is not None and bool(recovery.float_layers)
     checks = {
         "input": {"dtype": card.input.dtype, "scale": card.input.scale, "zero_point": card.input.zero_point},
-        "outputs": "int8 (dequantized by the LiteRT backend with each tensor's scale/zero point)",
+        "outputs": "float32 (head layers kept in float)"
+        if mixed
+        else "int8 (dequantized by the LiteRT backend with each tensor's scale/zero point)",
         "representative_rows": len(job.calib),
         "tensor_names": {h.name: h.output for h in card.heads},
     }
-    return Exported([path, sidecar], reference, checks)
+    exported = Exported([path, sidecar], reference, checks)
+    if recovery is not None:
+        exported.checks["recovery"] = recovery.to_check()
+        exported.notes += [note] if (note := recovery.note()) else []
+        exported.reason = recovery.reason
+    return exported
 
 
 def exporter_for(target: str) -> Callable[[ExportJob], Exported]:
