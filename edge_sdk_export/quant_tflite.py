@@ -425,24 +425,6 @@ def _cost(
             backends["fp32"] = load_backend(inputs.fp32_tflite, threads=threads)
         except Exception as exc:  # noqa: BLE001 (the reference is optional for the cost)
             logger.info("rpi recovery: FP32 .tflite not timed (%s)", exc)
-    one = inputs.heldout[:1]
-    times: dict[str, list[float]] = {k: [] for k in backends}
-    for run in range(3 + max(3, inputs.settings.latency_runs)):
-        for name, backend in backends.items():
-            t0 = time.perf_counter()
-            backend.run(one)
-            if run >= 3:
-                times[name].append((time.perf_counter() - t0) * 1000)
-    ms = {k: round(float(np.median(v)), 3) for k, v in times.items()}
-    size_int8, size = int8.stat().st_size, mixed.stat().st_size
-    cost: dict[str, Any] = {
-        "size_bytes_all_int8": size_int8,
-        "size_bytes": size,
-        "size_delta_bytes": size - size_int8,
-        "latency_ms_all_int8": ms["all_int8"],
-        "latency_ms": ms["mixed"],
-        "latency_ratio": round(ms["mixed"] / ms["all_int8"], 3) if ms["all_int8"] else None,
-    }
-    if "fp32" in ms:
-        cost |= {"fp32_latency_ms": ms["fp32"], "slower_than_fp32": ms["mixed"] > ms["fp32"]}
-    return cost
+    from edge_sdk_export.recovery import mixed_cost
+
+    return mixed_cost(backends, int8, mixed, inputs.heldout, inputs.settings.latency_runs)

@@ -573,9 +573,15 @@ def _cost(
 
     files = {"all_int8": (int8, card), "mixed": (mixed, card), "fp32": (parent, None)}
     backends = {k: load_backend(path, card=c, threads=settings.threads) for k, (path, c) in files.items()}
+    return mixed_cost(backends, int8, mixed, x, settings.latency_runs)
+
+
+def mixed_cost(backends: dict[str, Any], int8: Path, mixed: Path, x: np.ndarray, runs: int) -> dict[str, Any]:
+    """Sizes of the two files and batch-1 p50 latency of ``backends`` ("all_int8", "mixed", optionally "fp32"),
+    runs interleaved after 3 warm-up rounds, as the report's recovery cost."""
     one = x[:1]
     times: dict[str, list[float]] = {k: [] for k in backends}
-    for run in range(3 + max(3, settings.latency_runs)):
+    for run in range(3 + max(3, runs)):
         for name, backend in backends.items():
             t0 = time.perf_counter()
             backend.run(one)
@@ -583,13 +589,14 @@ def _cost(
                 times[name].append((time.perf_counter() - t0) * 1000)
     ms = {k: round(float(np.median(v)), 3) for k, v in times.items()}
     size_int8, size = int8.stat().st_size, mixed.stat().st_size
-    return {
+    cost: dict[str, Any] = {
         "size_bytes_all_int8": size_int8,
         "size_bytes": size,
         "size_delta_bytes": size - size_int8,
         "latency_ms_all_int8": ms["all_int8"],
         "latency_ms": ms["mixed"],
         "latency_ratio": round(ms["mixed"] / ms["all_int8"], 3) if ms["all_int8"] else None,
-        "fp32_latency_ms": ms["fp32"],
-        "slower_than_fp32": ms["mixed"] > ms["fp32"],
     }
+    if "fp32" in ms:
+        cost |= {"fp32_latency_ms": ms["fp32"], "slower_than_fp32": ms["mixed"] > ms["fp32"]}
+    return cost
