@@ -29,6 +29,7 @@ import numpy as np
 import onnx
 import torch
 
+from edge_sdk.backend.base import to_layout as runtime_layout
 from edge_sdk.contract.card import ModelCard
 from edge_sdk.errors import ArtifactError
 from edge_sdk_export.onnx_card import embed_card
@@ -61,7 +62,7 @@ def to_layout(batch_nchw: np.ndarray, card: ModelCard) -> np.ndarray:
     """A preprocessed NCHW batch (what :func:`edge_sdk.contract.processing.preprocess` returns) in the
     card's layout: unchanged for NCHW, transposed to NHWC (C-contiguous) for an NHWC card."""
     if card.input.layout == "NHWC":
-        return np.ascontiguousarray(batch_nchw.transpose(0, 2, 3, 1))
+        return np.ascontiguousarray(runtime_layout(batch_nchw, "NHWC"))
     return batch_nchw
 
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edge_sdk.backend.base import to_layout as runtime_layout
 from edge_sdk.errors import ArtifactError, InputError
 
 if TYPE_CHECKING:
@@ -113,9 +114,9 @@ def _tuple_outputs_type() -> type:
             out = self.module(x)
             if isinstance(out, dict):
                 return tuple(out[name] for name in self.names)
-            if isinstance(out, list):
-                return tuple(out)
-            return (out,)
+            if isinstance(out, torch.Tensor):
+                return (out,)
+            return tuple(out)
 
     return TupleOutputs
 
@@ -180,8 +181,8 @@ def normalised(model: Any, card: ModelCard | None, example: Any) -> Any:
 
 def to_layout(batch: np.ndarray, card: ModelCard | None) -> np.ndarray:
     """The NCHW batch in the card's input layout (NHWC: transposed); a contiguous float32 array."""
-    if card is not None and card.input.layout == "NHWC":
-        batch = batch.transpose(0, 2, 3, 1)
+    if card is not None:
+        batch = runtime_layout(batch, card.input.layout)
     return np.ascontiguousarray(batch, dtype=np.float32)
 
 

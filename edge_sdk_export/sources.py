@@ -103,7 +103,8 @@ class SourceKind:
 
 
 def to_layout(batch_nchw: np.ndarray, card: ModelCard) -> np.ndarray:
-    """A preprocessed NCHW batch in the card's layout (NHWC transposed, C-contiguous)."""
+    """A preprocessed NCHW batch in the card's layout (NHWC transposed, C-contiguous); lazy, so importing
+    this module does not load torch (:func:`edge_sdk_export.onnx_io.to_layout` does the work)."""
     from edge_sdk_export.onnx_io import to_layout as _to_layout
 
     return _to_layout(batch_nchw, card)
@@ -166,28 +167,6 @@ def real_face_crops(
 # ---- torch modules --------------------------------------------------------------------------------
 
 
-def _normalised_class() -> type:
-    import torch
-
-    class NormalisedModule(torch.nn.Module):
-        """Wraps a module returning a dict or a single tensor: returns a tuple in the card's output order."""
-
-        def __init__(self, module: torch.nn.Module, names: tuple[str, ...]) -> None:
-            super().__init__()
-            self.module = module
-            self.names = names
-
-        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            out = self.module(x)
-            if isinstance(out, dict):
-                return tuple(out[name] for name in self.names)
-            if isinstance(out, torch.Tensor):
-                return (out,)
-            return tuple(out)
-
-    return NormalisedModule
-
-
 def normalise_module(module: Any, card: ModelCard, what: str = "the model") -> Any:
     """``module`` as a normalised module for ``card``: run once on a zero batch in the card's layout, its
     output (a tuple/list of tensors in ``card.output_tensors`` order, a dict keyed by those names, or one
@@ -236,7 +215,9 @@ def normalise_module(module: Any, card: ModelCard, what: str = "the model") -> A
     if not all(isinstance(t, torch.Tensor) for t in tensors):
         raise ArtifactError(f"{what}: forward() must return tensors, got {[type(t).__name__ for t in tensors]}")
     card.check_outputs({n: tuple(t.shape) for n, t in zip(names, tensors, strict=True)}, what)
-    return _normalised_class()(module, names).eval() if wrap else module
+    from edge_sdk_export.pruning import tuple_outputs
+
+    return tuple_outputs(module, names).eval() if wrap else module
 
 
 def torch_to_onnx(module: Any, card: ModelCard, path: str | Path, real: np.ndarray | None = None) -> dict[str, float]:
