@@ -12,6 +12,7 @@ from edge_sdk.face.detect import (
     find_yunet_model,
 )
 from edge_sdk.face.select import FACE_POLICIES, IntervalDetector, select_faces
+from edge_sdk.face.track import RoiTracker, TrackSettings, tracking_detector
 
 __all__ = [
     "ARCFACE_TEMPLATE_112",
@@ -21,6 +22,8 @@ __all__ = [
     "FaceDetector",
     "HaarDetector",
     "IntervalDetector",
+    "RoiTracker",
+    "TrackSettings",
     "WholeImageDetector",
     "YuNetDetector",
     "box_crop",
@@ -29,4 +32,5 @@ __all__ = [
     "find_yunet_model",
     "select_faces",
     "template_for",
+    "tracking_detector",
 ]

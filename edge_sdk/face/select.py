@@ -45,4 +45,8 @@ class IntervalDetector:
         return list(self._last), True
 
     def reset(self) -> None:
+        """Forget the last faces (and what a tracking detector tracks): the next frame runs the detector."""
         self._last, self._age = [], 0
+        reset = getattr(self.detector, "reset", None)
+        if callable(reset):
+            reset()

@@ -19,6 +19,7 @@ from edge_sdk.errors import EdgeSdkError
 from edge_sdk.face.align import crop_face
 from edge_sdk.face.detect import FaceDetector
 from edge_sdk.face.select import IntervalDetector, select_faces
+from edge_sdk.face.track import TrackSettings, tracking_detector
 from edge_sdk.model.face_model import FaceModel
 from edge_sdk.pipeline.result import FaceResult
 
@@ -49,13 +50,21 @@ class FaceAnalyzer:
     """Runs a :class:`FaceModel` on the faces a detector finds. Activations and PSPI come from the contract."""
 
     def __init__(
-        self, model: FaceModel, detector: FaceDetector, faces: str = "largest", detect_interval: int = 1
+        self,
+        model: FaceModel,
+        detector: FaceDetector,
+        faces: str = "largest",
+        detect_interval: int = 1,
+        track: TrackSettings | None = None,
     ) -> None:
+        """``track``: follow faces in small crops between full-frame detections (:class:`RoiTracker`, YuNet
+        only); None (the default, right for unrelated still images) detects on the whole image every time.
+        ``detect_interval`` > 1 reuses the last faces between detector runs (tracked or not)."""
         select_faces([], faces)  # validates the policy name
         self.model = model
-        self.detector = detector
+        self.detector = tracking_detector(detector, faces, track)
         self.policy = faces
-        self.tracker = IntervalDetector(detector, detect_interval)
+        self.tracker = IntervalDetector(self.detector, detect_interval)
         self._kinds = {head.name: head.kind for head in model.card.heads}
 
     @property
