@@ -22,6 +22,7 @@ from edge_sdk.capture import Capture, open_source
 from edge_sdk.cpu import artifact_kernels_notice
 from edge_sdk.errors import InputError
 from edge_sdk.face.detect import create_detector
+from edge_sdk.forward.hub import ForwardHub
 from edge_sdk.model.face_model import SYNTHETIC_NOTICE, FaceModel
 from edge_sdk.pipeline.alerts import PainMonitor
 from edge_sdk.pipeline.analyze import FaceAnalyzer
@@ -29,7 +30,7 @@ from edge_sdk.pipeline.config import RunConfig
 from edge_sdk.pipeline.result import FrameResult
 from edge_sdk.pipeline.runner import Pipeline
 from edge_sdk.pipeline.sinks import JsonLinesSink, Sink, StdoutSink, run_log_path
-from edge_sdk.store import EncryptedLogSink
+from edge_sdk.store import EncryptedLogSink, KeySource
 
 
 def load_model(name: str, backend: str | None, threads: int | None, log: TextIO) -> FaceModel:
@@ -77,6 +78,24 @@ def open_log_sink(config: RunConfig, log: TextIO) -> Sink:
     return sink
 
 
+def open_forwarding(config: RunConfig, model: FaceModel, log: TextIO) -> ForwardHub:
+    """The forwarders of ``config.forward`` reading the outbox in the encrypted log (senders not yet started)."""
+    assert config.log_dir is not None
+    settings = config.log
+    key_file = Path(settings.key_file) if settings.key_file else None
+    ring = KeySource(key_file=key_file, key_command=settings.key_command).load(create=False)
+    hub = ForwardHub(
+        config.forward,
+        config.log_dir,
+        ring,
+        model=model.card.name,
+        synthetic=model.is_synthetic_demo,
+    )
+    names = ", ".join(f.name for f in hub.forwarders)
+    print(f"forwarding: {names} as device {hub.device_id} (at least once, from the log's outbox)", file=log, flush=True)
+    return hub
+
+
 def build_pipeline(
     config: RunConfig,
     sinks: Sequence[Sink] = (),
@@ -96,11 +115,19 @@ def build_pipeline(
     model = model or load_model(config.model, config.backend, config.threads, log)
     d = config.detector
     detector = create_detector(d.kind, d.model, score_threshold=d.score_threshold, scale=d.scale)
-    print(f"face detector: {detector.description}, every {d.interval} frame(s)", file=log, flush=True)
-    analyzer = FaceAnalyzer(model, detector, faces=config.faces, detect_interval=d.interval)
+    analyzer = FaceAnalyzer(model, detector, faces=config.faces, detect_interval=d.interval, track=d.tracking)
+    print(f"face detector: {analyzer.detector.description}, every {d.interval} frame(s)", file=log, flush=True)
     all_sinks: list[Sink] = [StdoutSink(frames=config.print_frames), *sinks]
+    if config.forward.enabled and (not config.log_dir or config.log.format != "encrypted"):
+        raise InputError(
+            "[forward] needs the encrypted log (--log-dir, log.format = 'encrypted'): it is the outbox that "
+            "keeps every event until a forwarder delivered it"
+        )
     if config.log_dir:
         all_sinks.append(open_log_sink(config, log))
+    hub = open_forwarding(config, model, log) if config.forward.enabled else None
+    if hub is not None:
+        all_sinks.append(hub)  # after the log: closed once the log committed the run's last events
     preview = None
     if config.preview:
         from edge_sdk.pipeline.preview import PreviewWindow
@@ -118,6 +145,9 @@ def build_pipeline(
         log=log,
         preview=preview,
     )
+    if hub is not None:
+        hub.attach(pipeline.emit_event)  # acks from the station become alert_acknowledged events in the log
+        hub.start()
     c = config.capture
     capture = Capture(
         source,

@@ -20,6 +20,10 @@ SYSTEM_TOOLS=(
     "shellcheck:shellcheck"
     "systemd-analyze:systemd"
     "qemu-x86_64:qemu-user"  # tests/test_int8_isa.py runs onnxruntime's AVX2 (non-VNNI) int8 kernels under qemu
+    "mosquitto:mosquitto"  # forwarder and ward station tests start a real broker on 127.0.0.1
+    "mosquitto_pub:mosquitto-clients"  # the station recipe clears retained states with it
+    "chromium:chromium"  # the ward page is tested in a real headless browser
+    "chromedriver:chromium-driver"
 )
 
 say() { printf '[install-and-test] %s\n' "$*"; }
@@ -58,10 +62,10 @@ install_system_tools() {
 }
 
 install_python_packages() {
-    say "pip install $TORCH_PIN, then -e .[export,dev] into $("$PYTHON" -c 'import sys; print(sys.prefix)')"
+    say "pip install $TORCH_PIN, then -e .[export,forward,station,dev] into $("$PYTHON" -c 'import sys; print(sys.prefix)')"
     export PIP_DISABLE_PIP_VERSION_CHECK=1
     "$PYTHON" -m pip install -q "$TORCH_PIN"
-    "$PYTHON" -m pip install -q -e ".[export,dev]"
+    "$PYTHON" -m pip install -q -e ".[export,forward,station,dev]"
 }
 
 run_tests() {

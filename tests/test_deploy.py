@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
 SHARED = REPO.parent / "shared"
 UNITS = sorted(DEPLOY.glob("*/*.service"))
+DEVICE_UNITS = [unit for unit in UNITS if unit.parent.name != "station"]  # the ward station's has its own tests
 SCRIPTS = sorted(DEPLOY.glob("*/*.sh")) + sorted((REPO / "scripts").glob("*.sh"))
 CONFIGS = sorted(DEPLOY.glob("*/edge-sdk.toml"))
 
@@ -33,7 +34,7 @@ def _tool(name: str, package: str) -> str:
 
 
 def test_every_device_has_its_recipe():
-    assert {p.parent.name for p in UNITS} == {"rpi", "jetson", "openvino"}
+    assert {p.parent.name for p in DEVICE_UNITS} == {"rpi", "jetson", "openvino"}
     assert (DEPLOY / "jetson" / "Dockerfile").is_file() and (DEPLOY / "openvino" / "Dockerfile").is_file()
     assert {p.parent.name for p in CONFIGS} == {"rpi", "kiosk"}
 
@@ -56,9 +57,10 @@ def test_unit_passes_systemd_analyze_verify(unit, tmp_path):
     assert done.returncode == 0 and not (done.stdout + done.stderr).strip(), done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("unit", UNITS, ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize("unit", DEVICE_UNITS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_unit_hardening(unit):
-    lines = set(unit.read_text().splitlines())
+    text = unit.read_text()
+    lines = set(text.splitlines())
     for setting in (
         "Restart=on-failure",
         "User=edge-sdk",
@@ -66,9 +68,77 @@ def test_unit_hardening(unit):
         "ReadWritePaths=/var/lib/edge-sdk/log",
         "NoNewPrivileges=yes",
         "PrivateTmp=yes",
-        "PrivateNetwork=yes",
     ):
         assert setting in lines, f"{unit}: missing {setting}"
+    if "docker run" in text:  # the client needs no network; the container gets its own firewalled bridge
+        assert "PrivateNetwork=yes" in lines and "--network edge-sdk" in text and "--network none" not in text
+    else:  # the bedside process: every address denied but loopback, the [forward] endpoints by drop-in
+        assert {"IPAddressDeny=any", "IPAddressAllow=localhost"} <= lines and "PrivateNetwork=yes" not in lines
+        assert "RestrictAddressFamilies=AF_UNIX AF_NETLINK AF_INET AF_INET6" in lines
+
+
+FORWARD_CONFIG = """
+[forward]
+device_id = "bed-12"
+[forward.mqtt]
+url = "mqtts://127.0.0.1:8883"
+username = "bed-12"
+[forward.webhook]
+url = "https://localhost:8443/hook"
+secret_file = "/etc/edge-sdk/webhook-secret"
+"""
+
+
+def test_network_allowlist_renders_a_dropin_that_systemd_accepts(tmp_path):
+    """network-allowlist.sh (with the venv's python standing in) writes IPAddressAllow= exactly the configured
+    endpoints' addresses (a name resolved, its nameservers added); the unit with that drop-in verifies."""
+    config = tmp_path / "edge-sdk.toml"
+    config.write_text(FORWARD_CONFIG)
+    prefix = tmp_path / "opt"
+    (prefix / "venv" / "bin").mkdir(parents=True)
+    (prefix / "venv" / "bin" / "python").symlink_to(sys.executable)
+    dropins = tmp_path / "edge-sdk.service.d"
+    env = {**os.environ, "EDGE_SDK_PREFIX": str(prefix), "EDGE_SDK_DROPIN_DIR": str(dropins), "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        ["bash", str(DEPLOY / "rpi" / "network-allowlist.sh"), str(config)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    dropin = (dropins / "network.conf").read_text()
+    allow = next(line for line in dropin.splitlines() if line.startswith("IPAddressAllow="))
+    addresses = set(allow.removeprefix("IPAddressAllow=").split())
+    assert "127.0.0.1" in addresses and addresses <= {"127.0.0.1", "::1"} | _nameservers()
+    # the unit plus the drop-in still verifies
+    analyze = _tool("systemd-analyze", "systemd")
+    stub = tmp_path / "stub"
+    stub.write_text("#!/bin/sh\n")
+    stub.chmod(0o755)
+    unit = (DEPLOY / "rpi" / "edge-sdk.service").read_text().replace("/opt/edge-sdk/venv/bin/edge-sdk", str(stub))
+    copy = tmp_path / "edge-sdk.service"
+    copy.write_text(unit + "\n" + dropin)
+    verified = subprocess.run([analyze, "verify", str(copy)], capture_output=True, text=True, timeout=60)
+    assert verified.returncode == 0 and not (verified.stdout + verified.stderr).strip(), verified.stderr
+    # containers: DOCKER-USER rules for the same endpoints, everything else from the subnet dropped
+    from edge_sdk.forward.allowlist import allowed, iptables_rules
+
+    rules = iptables_rules(allowed(build_config(load_toml(config)).forward), "172.30.99.0/29")
+    assert "-d 127.0.0.1 -p tcp --dport 8883 -j ACCEPT" in rules and "--dport 8443" in rules
+    assert rules.splitlines()[1] == "iptables -I DOCKER-USER -s 172.30.99.0/29 -j DROP"
+
+
+def test_no_forward_section_means_loopback_only(tmp_path):
+    from edge_sdk.forward.allowlist import allowed, systemd_dropin
+
+    assert "IPAddressAllow" not in systemd_dropin(allowed(build_config({}).forward))
+
+
+def _nameservers() -> set[str]:
+    from edge_sdk.forward.allowlist import nameservers
+
+    return set(nameservers())
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: f"{p.parent.name}/{p.name}")

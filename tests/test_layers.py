@@ -20,6 +20,8 @@ LAYERS: list[set[str]] = [
     {"face"},  # detection and alignment
     {"pipeline"},  # the runtime loop: pain state, sinks interface
     {"store"},  # the encrypted private log (a sink)
+    {"forward"},  # store-and-forward of events to a ward station (MQTT, webhook, FHIR), from the log's outbox
+    {"station"},  # the ward station: subscribes to the beds, serves the ward page
     {"assembly", "bench", "cli", "__main__", "__init__"},  # composition root, tools and the front door
 ]
 LAYER_OF = {part: level for level, parts in enumerate(LAYERS) for part in parts}

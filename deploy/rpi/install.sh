@@ -77,6 +77,9 @@ service_user_and_files() {
 service() {
     log "systemd unit edge-sdk.service"
     install -m 0644 "$HERE/edge-sdk.service" /etc/systemd/system/edge-sdk.service
+    # the unit denies every address but loopback; allow exactly the config's [forward] endpoints
+    EDGE_SDK_PREFIX="$PREFIX" EDGE_SDK_DROPIN_DIR=/etc/systemd/system/edge-sdk.service.d \
+        "$HERE/network-allowlist.sh" "$CONF_DIR/edge-sdk.toml"
     systemctl daemon-reload
     systemctl enable edge-sdk.service
     if sudo -u "$SERVICE_USER" env EDGE_SDK_HOME="$PREFIX/home" XDG_CONFIG_HOME="$CONF_DIR" \

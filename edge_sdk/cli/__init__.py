@@ -45,6 +45,11 @@ COMMANDS: dict[str, Command] = {
     "pick": Command(
         "edge_sdk.cli.pick", "time an export folder's artifacts here and record the fastest for `run --model DIR`"
     ),
+    "station": Command(
+        "edge_sdk.cli.station",
+        "the ward station: every bed's state, PSPI trend and alerts on one web page (MQTT subscriber)",
+        extra="station",
+    ),
     "export": Command(
         "edge_sdk_export.cli",
         "prune + quantize a model for jetson/rpi/openvino/cpu (workstation; needs edge-sdk[export])",

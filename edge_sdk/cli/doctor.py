@@ -81,6 +81,8 @@ class Setup:
     key_file: str | None = None
     camera_timeout_s: float = CAMERA_TIMEOUT_S
     dev_dir: Path = Path("/dev")
+    forward: Any = None  # the config's ForwardSettings ([forward]); None or no forwarder: nothing leaves
+    endpoint_timeout_s: float = 5.0
 
 
 # ---- probes ----------------------------------------------------------------------------------------
@@ -393,6 +395,69 @@ def check_storage(setup: Setup) -> list[Finding]:
     return findings
 
 
+def check_forward(setup: Setup) -> list[Finding]:
+    """Each forwarder: DNS, TCP, TLS and auth to its endpoint; the outbox backlog in the log.
+
+    An endpoint that cannot be reached is a FAIL but not a blocking one: the monitor runs and the outbox
+    keeps every event until it is delivered (within the log's quota and retention)."""
+    from edge_sdk.forward.kinds import build_forwarders
+    from edge_sdk.forward.messages import FORWARDED_EVENTS
+
+    forward = setup.forward
+    if forward is None or not forward.enabled:
+        return [Finding("forward", "info", "no [forward] section: alerts stay on this device (stdout and the log)")]
+    try:
+        forwarders = build_forwarders(forward)
+    except EdgeSdkError as exc:
+        return [Finding("forward", "FAIL", str(exc), "fix the [forward] section of edge-sdk.toml", True)]
+    findings = []
+    for forwarder in forwarders:
+        try:
+            checks = forwarder.check(setup.endpoint_timeout_s)
+        except Exception as exc:  # a check that crashes is a finding, never a traceback
+            checks = []
+            findings.append(Finding(f"forward {forwarder.name}", "FAIL", f"check crashed: {exc}"))
+        for c in checks:
+            fix = "" if c.ok else _FORWARD_FIXES.get(c.step, "")
+            findings.append(Finding(f"forward {forwarder.name} {c.step}", "ok" if c.ok else "FAIL", c.detail, fix))
+    findings += _outbox_findings(setup, frozenset(FORWARDED_EVENTS))
+    return findings
+
+
+_FORWARD_FIXES = {
+    "dns": "check the host name in the url and the device's DNS (resolv.conf)",
+    "tcp": "is the broker/server up, and does the firewall (and the unit's IPAddressAllow) let this port through?",
+    "tls": "ca_file must hold the CA that signed the server certificate, and the url's host must be in it",
+    "auth": "check username/password_file (or token_file) and the broker's ACL for this device_id",
+}
+
+
+def _outbox_findings(setup: Setup, wanted: frozenset[str]) -> list[Finding]:
+    import time
+
+    from edge_sdk.store.keys import KeySource
+    from edge_sdk.store.outbox import read_backlogs
+
+    if not setup.log_dir or not (Path(setup.log_dir) / "results.db").exists():
+        return [Finding("forward outbox", "info", "no log yet: the outbox is empty")]
+    try:
+        ring = KeySource(key_file=Path(setup.key_file) if setup.key_file else None).load(create=False)
+        backlogs = read_backlogs(setup.log_dir, ring, wanted)
+    except Exception as exc:  # no key, a damaged log: reported by the storage checks too
+        return [Finding("forward outbox", "warn", f"cannot read the outbox: {exc}")]
+    if not backlogs:
+        return [Finding("forward outbox", "info", "nothing forwarded from this log yet")]
+    findings = []
+    for b in backlogs:
+        age = f", oldest waiting {time.time() - b.oldest:.0f} s" if b.oldest is not None else ""
+        lost = f", {b.lost} row(s) purged before delivery" if b.lost else ""
+        status = "ok" if not b.waiting and not b.lost else "warn"
+        detail = f"{b.waiting} event(s) waiting{age}; {b.delivered} delivered{lost}"
+        fix = "" if status == "ok" else "the endpoint is unreachable or refusing: see the checks above"
+        findings.append(Finding(f"forward {b.forwarder} outbox", status, detail, fix))
+    return findings
+
+
 CHECKS: tuple[Callable[[Setup], list[Finding]], ...] = (
     check_python,
     check_cpu,
@@ -403,6 +468,7 @@ CHECKS: tuple[Callable[[Setup], list[Finding]], ...] = (
     check_detector,
     check_camera,
     check_storage,
+    check_forward,
 )
 
 
@@ -447,8 +513,9 @@ def setup_from_args(args: argparse.Namespace) -> Setup:
         detector_kind=config.detector.kind,
         detector_model=config.detector.model,
         log_dir=config.log_dir,
-        key_file=args.key_file,
+        key_file=args.key_file or config.log.key_file,
         camera_timeout_s=args.camera_timeout,
+        forward=config.forward,
     )
 
 

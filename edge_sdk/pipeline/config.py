@@ -1,7 +1,8 @@
 """``edge-sdk run`` settings: defaults < TOML file (``--config``) < command-line flags.
 
 Every key is declared once in :data:`OPTIONS` with its type and allowed range; unknown keys and bad values
-are rejected with the key named. The file is flat keys plus ``[capture]``, ``[detector]``, ``[pain]``, ``[log]``.
+are rejected with the key named. The file is flat keys plus ``[capture]``, ``[detector]``, ``[pain]``, ``[log]``
+and ``[forward]`` (with ``[forward.mqtt]``, ``[forward.webhook]``, ``[forward.fhir]``).
 A key is the :class:`RunConfig` field it sets (``section.field`` for a section), except where the file is
 written in a friendlier unit than the field: ``log.quota_mb`` (MiB) fills ``LogSettings.quota_bytes``, the
 one conversion, made here. Command-line flags name the same keys (:mod:`edge_sdk.cli.flags`).
@@ -9,6 +10,7 @@ one conversion, made here. Command-line flags name the same keys (:mod:`edge_sdk
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -19,6 +21,7 @@ from edge_sdk.contract.ranges import Range
 from edge_sdk.errors import InputError
 from edge_sdk.face.detect import DETECTOR_KINDS
 from edge_sdk.face.select import FACE_POLICIES
+from edge_sdk.face.track import TrackSettings
 from edge_sdk.pipeline.alerts import SIGNAL_S, SMOOTHERS, PainSettings
 
 if sys.version_info >= (3, 11):
@@ -63,6 +66,8 @@ PAIN_S = Range(0, 600)  # pain timings: an alert, a clear or no_face can never b
 PSPI_POINTS = Range(0, 16)
 PROBABILITY = Range(0, 1)
 DETECT_SCALE = Range(0.05, 1)
+TRACK_FACE_PX = Range(16, 640, integer=True)  # a tracked face's side in the detector input
+TRACK_MARGIN = Range(0.1, 4)  # a tracking crop's margin, a fraction of the face's side
 RETENTION_DAYS = Range(0, 36500, low_open=True)  # up to 100 years: purge cut-offs stay representable
 QUOTA_MIB = Range(0, 1024 * 1024, low_open=True)  # up to 1 TiB
 # (lower key, upper key): the first must not exceed the second.
@@ -72,7 +77,34 @@ ORDERED: tuple[tuple[str, str], ...] = (
 )
 
 NUM = (int, float)
+DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # one topic level (edge_sdk.forward.messages)
 LOG_FORMATS = ("encrypted", "jsonl")
+# [forward], [forward.mqtt], [forward.webhook], [forward.fhir]: events leave the bedside (edge_sdk.forward).
+FORWARD_OPTIONS: dict[str, Option] = {
+    "forward.device_id": Option((str,), help="pseudonymous bed/device name on the wire (never the patient id)"),
+    "forward.state_every_s": Option(NUM, PERIOD_S, "state heartbeat period"),
+    "forward.frames": Option((bool,), help="also publish per-frame PSPI and action units (MQTT, best effort)"),
+    "forward.retry_max_s": Option(NUM, PERIOD_S, "longest back-off between delivery attempts"),
+    "forward.drain_s": Option(NUM, OPTIONAL_PERIOD_S, "at the end of a run, wait this long for the outbox to drain"),
+    "forward.mqtt.url": Option((str,), help="mqtts://host:8883 (mqtt:// only with insecure = true)"),
+    "forward.mqtt.username": Option((str,)),
+    "forward.mqtt.password_file": Option((str,), help="file holding the MQTT password"),
+    "forward.mqtt.ca_file": Option((str,), help="CA bundle that signed the broker's certificate"),
+    "forward.mqtt.cert_file": Option((str,), help="client certificate (optional)"),
+    "forward.mqtt.key_file": Option((str,), help="client certificate key (optional)"),
+    "forward.mqtt.topic": Option((str,), help="topic base, {device_id} filled in"),
+    "forward.mqtt.insecure": Option((bool,), help="allow mqtt:// without TLS (tests, labs)"),
+    "forward.webhook.url": Option((str,), help="https://... (http:// only with insecure = true)"),
+    "forward.webhook.secret_file": Option((str,), help="file holding the HMAC-SHA256 signing secret"),
+    "forward.webhook.ca_file": Option((str,)),
+    "forward.webhook.timeout_s": Option(NUM, PERIOD_S),
+    "forward.webhook.insecure": Option((bool,), help="allow http:// (tests, labs)"),
+    "forward.fhir.base_url": Option((str,), help="FHIR R4 server base, https://... (http:// only with insecure)"),
+    "forward.fhir.token_file": Option((str,), help="file holding the bearer token"),
+    "forward.fhir.ca_file": Option((str,)),
+    "forward.fhir.timeout_s": Option(NUM, PERIOD_S),
+    "forward.fhir.insecure": Option((bool,), help="allow http:// (tests, labs)"),
+}
 OPTIONS: dict[str, Option] = {
     "model": Option((str,), help="'demo', a model path, an export folder (its pick.json) or a pulled model name"),
     "backend": Option((str,), help="force a backend (onnxruntime, litert, openvino)"),
@@ -98,6 +130,10 @@ OPTIONS: dict[str, Option] = {
     "detector.score_threshold": Option(NUM, PROBABILITY),
     "detector.scale": Option(NUM, DETECT_SCALE, "detect on a frame resized by this factor"),
     "detector.interval": Option((int,), DETECT_EVERY, "run the detector every N frames while a face is tracked"),
+    "detector.track": Option((bool,), help="YuNet: detect in a crop around each tracked face between full frames"),
+    "detector.track_face_px": Option((int,), TRACK_FACE_PX, "tracked face's size in the detector input, pixels"),
+    "detector.track_margin": Option(NUM, TRACK_MARGIN, "tracking crop margin, fraction of the face's side"),
+    "detector.full_every": Option((int,), DETECT_EVERY, "while tracking: a full-frame detection every N detector runs"),
     "pain.threshold": Option(NUM, PSPI_POINTS),
     "pain.clear_threshold": Option(NUM, PSPI_POINTS),
     "pain.raise_after_s": Option(NUM, PAIN_S),
@@ -121,6 +157,7 @@ OPTIONS: dict[str, Option] = {
         field_name="quota_bytes",
         field_unit=MIB,
     ),
+    **FORWARD_OPTIONS,
 }
 # (section, dataclass field) -> the key that sets it ("" is RunConfig's own fields).
 FIELD_KEYS: dict[tuple[str, str], str] = {
@@ -146,16 +183,30 @@ class CaptureSettings:
 
 @dataclass(frozen=True)
 class DetectorSettings:
-    """``[detector]``: which face detector, on what frame scale, how often."""
+    """``[detector]``: which face detector, on what frame scale, how often.
+
+    ``track`` (YuNet): between full-frame detections (every ``full_every`` detector runs, and at once when a
+    face is lost) search only a crop around each tracked face, grown by ``track_margin`` of the face's side
+    and resized so the face is ``track_face_px`` pixels (:class:`~edge_sdk.face.track.RoiTracker`).
+    """
 
     kind: str = "auto"
     model: str | None = None
     score_threshold: float = 0.6
     scale: float = 0.5
     interval: int = 1
+    track: bool = True
+    track_face_px: int = 64
+    track_margin: float = 0.5
+    full_every: int = 30
 
     def __post_init__(self) -> None:
         check_settings(self, "detector")
+
+    @property
+    def tracking(self) -> TrackSettings | None:
+        """What :class:`~edge_sdk.pipeline.analyze.FaceAnalyzer` takes as ``track`` (None: tracking off)."""
+        return TrackSettings(self.track_face_px, self.track_margin, self.full_every) if self.track else None
 
 
 @dataclass(frozen=True)
@@ -180,6 +231,104 @@ class LogSettings:
         check_settings(self, "log")
 
 
+def _check_url(section: str, key: str, url: str | None, secure: tuple[str, ...], plain: str, insecure: bool) -> None:
+    """InputError unless ``url`` has a secure scheme, or the plain one with ``insecure = true``."""
+    scheme = (url or "").partition("://")[0].lower()
+    if url is None or scheme not in (*secure, plain) or not url.partition("://")[2].strip("/"):
+        raise InputError(f"[{section}] key '{key}' = {url!r}: expected {secure[0]}://host[:port]...")
+    if scheme == plain and not insecure:
+        raise InputError(
+            f"[{section}] key '{key}' = {url!r}: {plain}:// sends alerts unencrypted; use {secure[0]}:// "
+            "or set insecure = true (tests, labs)"
+        )
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    """``[forward.mqtt]``: the ward broker. Events go to ``{topic}/events`` (QoS 1), the state heartbeat to
+    ``{topic}/state`` (retained), acknowledgements come from ``{topic}/ack``."""
+
+    url: str | None = None
+    username: str | None = None
+    password_file: str | None = None
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    topic: str = "edge-sdk/{device_id}"
+    insecure: bool = False
+
+    def __post_init__(self) -> None:
+        check_settings(self, "forward.mqtt")
+        _check_url("forward.mqtt", "url", self.url, ("mqtts",), "mqtt", self.insecure)
+        if (self.cert_file is None) != (self.key_file is None):
+            raise InputError("[forward.mqtt] keys 'cert_file' and 'key_file' go together (a client certificate)")
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """``[forward.webhook]``: POST each event as JSON, signed with HMAC-SHA256 (see edge_sdk.forward.webhook)."""
+
+    url: str | None = None
+    secret_file: str | None = None
+    ca_file: str | None = None
+    timeout_s: float = 10.0
+    insecure: bool = False
+
+    def __post_init__(self) -> None:
+        check_settings(self, "forward.webhook")
+        _check_url("forward.webhook", "url", self.url, ("https",), "http", self.insecure)
+        if self.secret_file is None:
+            raise InputError("[forward.webhook] key 'secret_file' is required (the HMAC signing secret)")
+
+
+@dataclass(frozen=True)
+class FhirSettings:
+    """``[forward.fhir]``: a FHIR R4 server; alerts become an Observation (PSPI) and a Flag."""
+
+    base_url: str | None = None
+    token_file: str | None = None
+    ca_file: str | None = None
+    timeout_s: float = 10.0
+    insecure: bool = False
+
+    def __post_init__(self) -> None:
+        check_settings(self, "forward.fhir")
+        _check_url("forward.fhir", "base_url", self.base_url, ("https",), "http", self.insecure)
+
+
+@dataclass(frozen=True)
+class ForwardSettings:
+    """``[forward]``: which forwarders send this device's events (each one optional; none: nothing leaves).
+
+    ``device_id`` names the device on the wire (a pseudonymous bed name such as ``bed-12``; never the
+    patient id). Events are committed to the encrypted log first and delivered at least once from there
+    (the outbox); ``drain_s`` is how long the end of a run waits for the outbox to drain.
+    """
+
+    device_id: str | None = None
+    state_every_s: float = 5.0
+    frames: bool = False
+    retry_max_s: float = 30.0
+    drain_s: float = 5.0
+    mqtt: MqttSettings | None = None
+    webhook: WebhookSettings | None = None
+    fhir: FhirSettings | None = None
+
+    def __post_init__(self) -> None:
+        check_settings(self, "forward")
+        if self.enabled and not self.device_id:
+            raise InputError("[forward] key 'device_id' is required when a forwarder is configured (e.g. 'bed-12')")
+        if self.device_id is not None and not DEVICE_ID.match(self.device_id):
+            raise InputError(
+                f"[forward] key 'device_id' = {self.device_id!r}: expected 1-64 letters, digits, '_', '.' or '-' "
+                "(one MQTT topic level; a pseudonymous bed name, never the patient id)"
+            )
+
+    @property
+    def enabled(self) -> bool:
+        return any(kind is not None for kind in (self.mqtt, self.webhook, self.fhir))
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything ``edge-sdk run`` (and :func:`edge_sdk.build_pipeline`) needs; see the module docstring."""
@@ -200,6 +349,7 @@ class RunConfig:
     detector: DetectorSettings = field(default_factory=DetectorSettings)
     pain: PainSettings = field(default_factory=PainSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    forward: ForwardSettings = field(default_factory=ForwardSettings)
 
     def __post_init__(self) -> None:
         check_settings(self)  # the sections check themselves too; PainSettings (pipeline.alerts) only here
@@ -210,18 +360,24 @@ SECTIONS: dict[str, type] = {
     "detector": DetectorSettings,
     "pain": PainSettings,
     "log": LogSettings,
+    "forward": ForwardSettings,
+    # sub-sections: a field of their parent (None when the file has no such table)
+    "forward.mqtt": MqttSettings,
+    "forward.webhook": WebhookSettings,
+    "forward.fhir": FhirSettings,
 }
 
 
-def _flatten(data: Mapping[str, Any], where: str) -> dict[str, Any]:
+def _flatten(data: Mapping[str, Any], where: str, prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in data.items():
+        name = f"{prefix}{key}"
         if isinstance(value, dict):
-            if key not in SECTIONS:
-                raise InputError(f"{where}: unknown section [{key}]; expected one of {', '.join(SECTIONS)}")
-            flat.update({f"{key}.{k}": v for k, v in value.items()})
+            if name not in SECTIONS:
+                raise InputError(f"{where}: unknown section [{name}]; expected one of {', '.join(SECTIONS)}")
+            flat.update(_flatten(value, where, f"{name}."))
         else:
-            flat[key] = value
+            flat[name] = value
     return flat
 
 
@@ -259,8 +415,10 @@ def settings_values(settings: object, section: str = "") -> dict[str, Any]:
     values: dict[str, Any] = {}
     for item in fields(settings):  # type: ignore[arg-type]
         value = getattr(settings, item.name)
-        if not section and item.name in SECTIONS:
-            values.update(settings_values(value, item.name))
+        sub = f"{section}.{item.name}" if section else item.name
+        if sub in SECTIONS:
+            if value is not None:  # an optional sub-section not configured
+                values.update(settings_values(value, sub))
             continue
         key = FIELD_KEYS.get((section, item.name))
         if key is not None and value is not None:
@@ -312,7 +470,17 @@ def build_config(
         section, _, name = key.rpartition(".")
         values[section][option.field_name or name] = value if option.field_unit == 1 else int(value * option.field_unit)
     top = values.pop("")
-    return RunConfig(**top, **{name: cls(**values[name]) for name, cls in SECTIONS.items()})
+    return RunConfig(**top, **{name: _section(name, values) for name in SECTIONS if "." not in name})
+
+
+def _section(name: str, values: Mapping[str, dict[str, Any]]) -> Any:
+    """Section ``name``'s dataclass from its keys; a sub-section with no keys stays at its default (None)."""
+    kwargs = dict(values[name])
+    for child in SECTIONS:
+        parent, _, field_name = child.rpartition(".")
+        if parent == name and values[child]:
+            kwargs[field_name] = _section(child, values)
+    return SECTIONS[name](**kwargs)
 
 
 def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> RunConfig:
