@@ -8,7 +8,7 @@ box; ONNX Runtime's MLAS, which runs the model, has no such switch and keeps its
 Every row also records the faces found and the landmark/box error of the analysed face against full-resolution
 YuNet on the same frame. Figures name the machine (CPU model and ISA flags). Run it under the CPU lock:
 
-    flock /tmp/coord/heavy.lock python benchmarks/pipeline_fps.py --model demo
+    python benchmarks/pipeline_fps.py --model demo
 
 Writes benchmarks/results/pipeline_fps.json and .md.
 """
@@ -35,7 +35,7 @@ from edge_sdk.bench.machine import collect_machine_info
 from edge_sdk.face.detect import YuNetDetector
 from edge_sdk.face.track import RoiTracker, box_iou
 from edge_sdk.model.face_model import FaceModel
-from edge_sdk.pipeline import FaceAnalyzer, FrameResult, build_config
+from edge_sdk.pipeline import FrameResult, build_config
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -108,19 +108,15 @@ def face_errors(results: list[FrameResult], reference: list[np.ndarray | None]) 
 
 def run_once(model: FaceModel, overrides: dict[str, Any], video: Path) -> tuple[dict[str, Any], list[FrameResult]]:
     results: list[FrameResult] = []
-    patched = False
     with tempfile.TemporaryDirectory(prefix="edge-sdk-fps-") as log_dir:
         values = {"source": str(video), "detector.model": str(YUNET), "status_every_s": 0, "log_dir": log_dir}
         config = build_config({}, {**values, **overrides})
         with contextlib.redirect_stdout(io.StringIO()):
-            pipeline, capture = build_pipeline(config, on_result=results.append, log=io.StringIO(), model=model)
-            d = config.detector
-            if d.track and not isinstance(pipeline.analyzer.detector, RoiTracker):
-                # edge_sdk/assembly.py does not pass [detector] track on yet: build the analyzer it should build
-                analyzer = pipeline.analyzer
-                detector = analyzer.tracker.detector
-                pipeline.analyzer = FaceAnalyzer(model, detector, config.faces, d.interval, track=d.tracking)
-                patched = True
+            pipeline, capture = build_pipeline(config, on_result=results.append, model=model)
+            if config.detector.track != isinstance(pipeline.analyzer.detector, RoiTracker):
+                # what `edge-sdk run` builds (edge_sdk/assembly.py) is what is measured: a mismatch is a bug there
+                raise SystemExit(f"[detector] track = {config.detector.track} but the pipeline's detector is "
+                                 f"{type(pipeline.analyzer.detector).__name__}")  # fmt: skip
             detector = pipeline.analyzer.detector
             summary = pipeline.run(capture)
     busy = sum(v for k, v in summary.stage_ms.items() if k != "decode")
@@ -144,8 +140,6 @@ def run_once(model: FaceModel, overrides: dict[str, Any], video: Path) -> tuple[
     }
     if isinstance(detector, RoiTracker):
         row.update(full_frame_runs=detector.full_runs, roi_runs=detector.roi_runs)
-    if patched:
-        row["analyzer_built_by_benchmark"] = True
     return row, results
 
 
@@ -271,7 +265,7 @@ def markdown(data: dict[str, Any]) -> str:
         f"then reports `{restricted}`): YuNet, resize and crops run OpenCV's own AVX2 kernels. ONNX Runtime's MLAS "
         "(the model: stage infer) has no run-time switch and keeps its AVX512 kernels, so that column is this "
         "box's; a real AVX2-only box was not available.",
-        "Command: `flock /tmp/coord/heavy.lock python benchmarks/pipeline_fps.py --model demo`.",
+        "Command: `python benchmarks/pipeline_fps.py --model demo`.",
         "",
         "| OpenCV ISA | setting | FPS | detect % | faces found | detector runs (full/ROI) | "
         + " | ".join(f"{s} ms" for s in stages)
@@ -308,11 +302,6 @@ def markdown(data: dict[str, Any]) -> str:
             f"AVX2-restricted detect ratio after/before ({estimate['ratio']:.2f}) gives about "
             f"{estimate['detect_ms']:.1f} + {estimate['other_ms']:.1f} ms = **~{estimate['fps']:.0f} FPS**, "
             f"detection ~{estimate['share']:.0%} of the frame."
-        )
-    if any(r.get("analyzer_built_by_benchmark") for r in data["rows"]):
-        lines.append(
-            "- NOTE: edge_sdk/assembly.py did not pass `[detector] track` to FaceAnalyzer when this ran; the "
-            "benchmark built the tracking analyzer itself (the same FaceAnalyzer call)."
         )
     lines.append("")
     return "\n".join(lines)

@@ -150,6 +150,18 @@ class Parent:
     params: int
     pruning: dict[str, Any]
     info_row: ExportRow | None = None  # the pruned FP32 model's own row
+    # The gates the pruned FP32 model itself misses against the unpruned parent (their messages): INT8 cannot do
+    # better than the file it quantizes, so float layers cannot pass them and the recovery search is skipped.
+    misses: tuple[str, ...] = ()
+
+    def miss_reason(self) -> str:
+        """One plain sentence for a failed target's reason when the pruned parent already misses its gates."""
+        return (
+            f"the pruned FP32 model (--prune {self.pruning.get('ratio', 0):g}) already misses the gates against "
+            f"the unpruned model: {'; '.join(self.misses)}. This is pruning loss, not quantization loss: keeping "
+            "layers in float cannot recover it (accuracy recovery skipped). Prune less, distil longer "
+            "(--distill-steps), or train the model with group sparsity (see the README's demo model)"
+        )
 
 
 def parse_targets(text: str | list[str]) -> list[str]:
@@ -379,6 +391,11 @@ def prune_step(ctx: RunContext, source: SourceModel, faces: FaceSets, ref: Refer
     ms = latency_ms(path, options.threads, options.latency_runs, ref.heldout)
     fp32_ms = latency_ms(source.onnx, options.threads, options.latency_runs, ref.heldout)
     params = onnx_param_count(path)
+    parent_passed, parent_gates = apply_gates(metrics, options.gates)
+    misses = tuple(g.message for g in parent_gates if g.status == "fail")
+    pruning["parent_gates"] = {"passed": parent_passed, "failing": list(misses)}
+    if misses:
+        logger.warning("the pruned FP32 model already misses the gates: %s", "; ".join(misses))
     info = backend.info
     row = ExportRow(
         target="pruned-fp32",
@@ -394,10 +411,11 @@ def prune_step(ctx: RunContext, source: SourceModel, faces: FaceSets, ref: Refer
         fp32_latency_ms=fp32_ms,
         latency_ratio=round(ms / fp32_ms, 3) if fp32_ms else None,
         metrics=metrics,
+        notes=(f"misses the gates itself: {'; '.join(misses)}",) if misses else (),
         heldout=ref.heldout_description,
     )
     parent_card = card.with_changes(export=replace(card.export, pruning_ratio=options.prune))
-    return Parent(path, parent_card, params, pruning, row)
+    return Parent(path, parent_card, params, pruning, row, misses)
 
 
 # ---- 5. per-target export --------------------------------------------------------------------
@@ -449,6 +467,10 @@ def export_step(ctx: RunContext, parent: Parent, faces: FaceSets, ref: Reference
     options = ctx.options
     calib_summary = faces.calibration_summary()
     settings = EvalSettings(options.threads, options.latency_runs, dict(options.gates), ref.heldout_description)
+    # A pruned parent that misses the gates itself: no float-layer search (it cannot pass), one plain reason.
+    max_float_layers = 0 if parent.misses else options.max_float_layers
+    if parent.misses and options.max_float_layers > 0:
+        logger.warning("accuracy recovery skipped: the pruned FP32 model already misses the gates")
     rows: list[ExportRow] = []
     for target in ctx.targets:
         logger.info("[%s] quantizing to INT8 (%s)", target, TARGETS[target].quantization)
@@ -463,14 +485,15 @@ def export_step(ctx: RunContext, parent: Parent, faces: FaceSets, ref: Reference
             heldout=ref.heldout,
             heldout_ref=ref.outputs,
             max_drop=options.max_drop,
-            recovery=RecoverySettings(
-                options.max_float_layers, dict(options.gates), options.threads, options.latency_runs
-            ),
+            recovery=RecoverySettings(max_float_layers, dict(options.gates), options.threads, options.latency_runs),
         )
         job.work.mkdir(parents=True, exist_ok=True)
         task = TargetTask(TARGETS[target], job, ref.outputs, ref.size, parent.params, settings)
         row = run_isolated(task, options.target_timeout_s)
         row = replace(row, export_s=round(time.perf_counter() - t0, 1))
+        if parent.misses and any(g.status == "fail" for g in row.gates):  # a crashed target keeps its reason
+            notes = tuple(n for n in row.notes if not n.startswith("accuracy recovery is off"))
+            row = replace(row, reason=parent.miss_reason(), notes=notes)
         rows.append(row)
         logger.info("[%s] %s: %s", target, row.status, row.reason or "; ".join(g.message for g in row.gates))
     return rows

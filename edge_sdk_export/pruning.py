@@ -350,9 +350,15 @@ class GroupSparsity:
 
         self.model = model
         self.reg = reg
-        self._pruner = tp.pruner.GroupNormPruner(
-            model, torch.zeros(1, 3, *input_size), importance=_importance(), reg=reg, ignored_layers=_protected(model)
-        )
+        example = torch.zeros(1, 3, *input_size)
+        training = model.training
+        model.eval()  # trace with running statistics: a BatchNorm after global pooling cannot run on batch 1
+        try:
+            self._pruner = tp.pruner.GroupNormPruner(
+                model, example, importance=_importance(), reg=reg, ignored_layers=_sparsity_protected(model, example)
+            )
+        finally:
+            model.train(training)
 
     def apply(self, lr: float) -> None:
         import torch
@@ -365,6 +371,26 @@ class GroupSparsity:
             for p in params:
                 p.sub_(lr * torch.nan_to_num(p.grad))  # nan: a layer whose groups are all equal (no ranking)
                 p.grad = None
+
+
+def _sparsity_protected(model: Any, example: Any) -> list[Any]:
+    """Layers sparse training must not shrink: the reference network's heads and neck, or, for any other module,
+    every layer producing one of its outputs (:func:`output_layers`, the layers :func:`prune_and_recover` keeps
+    whole). Without this a multi-head model kept only its last Linear whole, and the regulariser faded the output
+    rows of its other heads towards zero."""
+    import torch
+
+    if _reference(model) is not None:
+        return _protected(model)
+    with torch.no_grad():
+        out = model(example)
+    if isinstance(out, dict):
+        net = tuple_outputs(model, tuple(out))
+    elif isinstance(out, torch.Tensor):
+        net = tuple_outputs(model, ("output",))
+    else:
+        net = model
+    return [m for layers in output_layers(net, example) for m in layers]
 
 
 def count_ops(model: Any, input_size: tuple[int, int], example: Any = None) -> tuple[int, int]:
