@@ -32,3 +32,46 @@ class InputError(EdgeSdkError):
 
 class BackendUnavailableError(EdgeSdkError):
     """The inference runtime needed for an artifact is not installed on this device."""
+
+
+class MissingExtraError(EdgeSdkError):
+    """A feature needs a package that the base install leaves out; the message names the extra to install."""
+
+
+#: The extra that installs each optional package (by its import name), as pyproject.toml declares them.
+EXTRA_OF_PACKAGE: dict[str, str] = {
+    "matplotlib": "data",
+    "pandas": "data",
+    "pyarrow": "data",
+    "openvino": "openvino",
+    "ai_edge_litert": "litert",
+    "paho": "forward",
+    "starlette": "station",
+    "uvicorn": "station",
+    "ray": "ray",
+    "torch": "export",
+    "onnx": "export",
+    "onnxscript": "export",
+    "nncf": "export",
+    "tensorflow": "export",
+    "onnx2tf": "export",
+    "torch_pruning": "export",
+}
+
+
+def install_hint(package: str, extra: str | None = None) -> str:
+    """``pip install 'edge-sdk[EXTRA]'`` for a package an extra provides, else ``pip install PACKAGE``."""
+    extra = extra or EXTRA_OF_PACKAGE.get(package.split(".")[0])
+    return f"pip install 'edge-sdk[{extra}]'" if extra else f"pip install {package.split('.')[0]}"
+
+
+def missing_extra(package: str, needed_for: str, extra: str | None = None) -> MissingExtraError:
+    """The one-line error for a missing optional package, e.g.
+    ``the timeline plot (--plot) needs the 'matplotlib' package, which is not installed; install it with:
+    pip install 'edge-sdk[data]'``. ``extra`` defaults to :data:`EXTRA_OF_PACKAGE`'s entry. Raise it
+    ``from None`` inside the ``except ImportError`` of a lazy import; the CLI prints it with exit code 2."""
+    top = package.split(".")[0]
+    return MissingExtraError(
+        f"{needed_for} needs the '{top}' package, which is not installed; install it with: "
+        f"{install_hint(package, extra)}"
+    )

@@ -62,10 +62,10 @@ install_system_tools() {
 }
 
 install_python_packages() {
-    say "pip install $TORCH_PIN, then -e .[export,forward,station,dev] into $("$PYTHON" -c 'import sys; print(sys.prefix)')"
+    say "pip install $TORCH_PIN, then -e .[export,forward,station,data,ray,dev] into $("$PYTHON" -c 'import sys; print(sys.prefix)')"
     export PIP_DISABLE_PIP_VERSION_CHECK=1
     "$PYTHON" -m pip install -q "$TORCH_PIN"
-    "$PYTHON" -m pip install -q -e ".[export,forward,station,dev]"
+    "$PYTHON" -m pip install -q -e ".[export,forward,station,data,ray,dev]"
 }
 
 run_tests() {

@@ -297,3 +297,26 @@ def test_a_signal_blip_during_an_alert_is_an_event_and_the_alert_resumes() -> No
     feed(monitor, [5.0] * 8)
     assert [e.kind for e in monitor.signal_lost()] == ["alert_interrupted"]
     assert monitor.update(3.0, 1.0).state is PainState.CLEAR
+
+
+def test_a_file_runs_its_timers_on_media_time_and_stamps_events_with_the_capture_time() -> None:
+    """A file processed at half speed: media t -> captured at 1000 + 2 t. Timers (raise after 1 s) follow the
+    media clock; events and the instants in them are on the capture clock, with the media time beside."""
+    monitor = PainMonitor(RAW)
+    events = []
+    for i in range(8):
+        t = i * STEP
+        events += monitor.update(t, 5.0, at=1000.0 + 2 * t).events
+    (raised,) = events
+    assert (raised.kind, raised.timestamp, raised.media_time) == ("alert_raised", 1002.0, 1.0)
+    assert raised.detail["above_since"] == 1000.0
+    assert raised.to_record()["media_time"] == 1.0
+    (cut,) = monitor.signal_lost()
+    assert (cut.timestamp, cut.media_time, cut.detail["alert_since"]) == (1003.5, 1.75, 1002.0)
+    assert cut.detail["alert_s"] == 0.75  # durations stay on the media clock
+    (resumed,) = monitor.update(3.0, 3.0, at=1010.0).events
+    assert (resumed.kind, resumed.timestamp, resumed.media_time) == ("alert_resumed", 1010.0, 3.0)
+    assert resumed.detail["alert_since"] == 1002.0
+    camera = PainMonitor(RAW)  # no ``at``: the frame clock is the capture clock, no media time
+    (raised,) = [e for i in range(8) for e in camera.update(i * STEP, 5.0).events]
+    assert (raised.timestamp, raised.media_time, raised.to_record()["media_time"]) == (1.0, None, None)

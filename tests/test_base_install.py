@@ -80,3 +80,23 @@ def test_base_install_cli_help_and_demo_prediction(base_venv: Path) -> None:
     assert predict.returncode == 0, predict.stderr[-2000:]
     assert "SYNTHETIC" in predict.stderr
     assert "pspi" in predict.stdout.lower()
+
+
+def test_base_install_public_api_analyses_one_image(base_venv: Path) -> None:
+    """The README's Python example works on the base install (numpy, OpenCV, onnxruntime; no extras)."""
+    image = shared_file("data/faces/single_face.jpg")
+    yunet = shared_file("models/yunet/yunet_s_640_640.onnx")
+    script = (
+        "import warnings, edge_sdk\n"
+        "from edge_sdk import FaceModel, FaceAnalyzer, analyze_video\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        f"    analyzer = FaceAnalyzer('demo', edge_sdk.create_detector('yunet', {str(yunet)!r}))\n"
+        f"faces = analyzer.analyze({str(image)!r})\n"
+        "assert any(issubclass(w.category, edge_sdk.SyntheticWeightsWarning) for w in caught), caught\n"
+        "assert len(faces) == 1 and faces[0].pspi is not None, faces\n"
+        "print('faces', len(faces))\n"
+    )
+    check = run_in(base_venv, "python", "-c", script)
+    assert check.returncode == 0, check.stderr[-2000:]
+    assert "faces 1" in check.stdout

@@ -23,7 +23,7 @@ from edge_sdk.contract.card import ExportInfo, ModelCard
 from edge_sdk.cpu import INT8_KERNEL_CLASSES
 from edge_sdk.model.face_model import DEMO_MODEL
 from edge_sdk.targets import TARGETS
-from tests.conftest import shared_file
+from tests.conftest import REPO, shared_file
 from tests.model_factory import build_multitask_onnx, multitask_card
 
 QUICK = ["--runs", "20", "--warmup", "5", "--threads", "1", "--quiet"]
@@ -283,3 +283,19 @@ def test_benchmark_package_imports_no_workstation_packages() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_plot_labels_name_threads_and_precision_and_never_repeat(tmp_path: Path) -> None:
+    """The recorded four-target benchmark: every bar says its precision and thread count (the plain-ORT
+    baseline, timed once per thread group, says which group), and no two bars share a label."""
+    from edge_sdk.bench.plot import plot_latency, row_labels
+
+    recorded = json.loads((REPO / "benchmarks" / "results" / "performance.json").read_text())["models"]
+    labels = row_labels(recorded)
+    assert len(labels) == sum(len(r["results"]) for r in recorded) == len(set(labels))
+    assert "cpu pruned 30% INT8\n2 threads on CPUExecutionProvider" in labels
+    assert "cpu plain ORT FP32\nORT default threads (beside the 1-thread rows) on CPUExecutionProvider" in labels
+    assert "openvino INT8\nCPU, 1 thread on CPU" in labels
+    twice = [recorded[0], recorded[0]]  # the same export benchmarked twice: numbered, still unique
+    assert len(set(row_labels(twice))) == 2 * len(recorded[0]["results"])
+    assert plot_latency(recorded[:1], tmp_path / "p.png").read_bytes()[:8] == PNG_MAGIC

@@ -223,10 +223,13 @@ def test_card_command_validates_the_done_when_card(tmp_path: Path, capsys: pytes
     model = build_gray_onnx(tmp_path / "fer.onnx")
     code, out, err = _cli(capsys, "card", str(model))
     assert code == 0, err
-    assert "model file: ok (input 'input_1' NHWC 1x64x64 GRAY float32, crop box" in out
-    assert "forward pass: ok on onnxruntime" in out
-    card = json.loads(out[: out.index("\nvalid:")])
+    assert "model file: ok (input 'input_1' NHWC 1x64x64 GRAY float32, crop box" in err  # the verdict: stderr
+    assert "forward pass: ok on onnxruntime" in err
+    card = json.loads(out)  # stdout: the card, nothing else
     assert card["input"]["crop"] == {"method": "box", "margin": 0.2, "square": True}
+    code, out, err = _cli(capsys, "card", str(model), "--json")
+    verdict = json.loads(out)  # --json: the card and the verdict in one object
+    assert code == 0 and verdict["card"] == card and verdict["valid"]["forward_pass"].startswith("ok on onnxruntime")
 
 
 def test_card_command_checks_a_separate_card_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -234,7 +237,7 @@ def test_card_command_checks_a_separate_card_file(tmp_path: Path, capsys: pytest
     card = tmp_path / "fer.json"
     card.write_text(json.dumps(gray_card()))
     code, out, err = _cli(capsys, "card", str(model), "--card", str(card))
-    assert code == 0 and "forward pass: ok" in out, err
+    assert code == 0 and "forward pass: ok" in err, err
 
 
 WRONG_FOR_THE_MODEL = {
@@ -344,7 +347,7 @@ def test_shipped_1_0_demo_card_loads_and_runs_unchanged(capsys: pytest.CaptureFi
     assert card.contract_version == "1.0" and card.input.channels == 3
     assert card.input.crop == CropSpec() and "crop" not in card.to_dict()["input"]
     code, out, err = _cli(capsys, "card", "demo")
-    assert code == 0 and "forward pass: ok" in out, err
+    assert code == 0 and "forward pass: ok" in err and json.loads(out)["name"], err
     image = str(face_file("single_face.jpg"))
     code, out, err = _cli(capsys, "predict", "--detector-model", str(yunet_path()), image, "--json")
     assert code == 0, err

@@ -14,7 +14,7 @@ PACKAGE = REPO / "edge_sdk"
 
 # Lowest first. A part is a subpackage or top-level module of edge_sdk.
 LAYERS: list[set[str]] = [
-    {"version", "errors", "cpu", "targets", "contract", "capture", "privacy"},  # what everything may use
+    {"version", "errors", "cpu", "targets", "contract", "capture", "privacy", "plotting"},  # what everything may use
     {"backend"},  # runs a model file, given its card
     {"model", "models_registry"},  # FaceModel and model names; pulled public models
     {"face"},  # detection and alignment
@@ -22,6 +22,7 @@ LAYERS: list[set[str]] = [
     {"store"},  # the encrypted private log (a sink)
     {"forward"},  # store-and-forward of events to a ward station (MQTT, webhook, FHIR), from the log's outbox
     {"station"},  # the ward station: subscribes to the beds, serves the ward page
+    {"analysis"},  # offline analysis of recordings and image folders into per-face tables (analyze)
     {"assembly", "bench", "cli", "__main__", "__init__"},  # composition root, tools and the front door
 ]
 LAYER_OF = {part: level for level, parts in enumerate(LAYERS) for part in parts}

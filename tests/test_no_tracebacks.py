@@ -11,7 +11,6 @@ goes away (``| head -1``: exit 141, quiet).
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -355,7 +354,7 @@ def test_jsonl_log_is_private_and_holds_what_the_encrypted_log_holds(tmp_path: P
     decrypted rows (no landmarks; NaN as null), with only the row kind added."""
     cfg = RunConfig(source=str(face_file("single_face.jpg")), detector=DetectorSettings(model=str(yunet_path())))
     results: list[FrameResult] = []
-    pipeline, capture = build_pipeline(cfg, on_result=results.append, log=io.StringIO())
+    pipeline, capture = build_pipeline(cfg, on_result=results.append)
     pipeline.run(capture)
     frame = results[0].to_record()
     assert "landmarks" in frame["faces"][0], "the frame record must carry landmarks for this test to mean anything"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,12 +35,34 @@ def config(source: Path | str, **overrides: object):
     return build_config({}, values)
 
 
+@pytest.fixture(autouse=True)
+def pipeline_log() -> Iterator[io.StringIO]:
+    """What the library logs during one test (``edge_sdk`` loggers, INFO and up), as text: the lines
+    ``edge-sdk run`` shows on stderr."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logger = logging.getLogger("edge_sdk")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    _LOGS.append(stream)
+    try:
+        yield stream
+    finally:
+        _LOGS.remove(stream)
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+_LOGS: list[io.StringIO] = []  # the running test's pipeline_log
+
+
 def run(cfg, sinks=(), model=None, source=None):
     results: list[FrameResult] = []
-    log = io.StringIO()
-    pipeline, capture = build_pipeline(cfg, sinks=sinks, on_result=results.append, log=log, model=model, source=source)
+    logged = _LOGS[-1].tell()
+    pipeline, capture = build_pipeline(cfg, sinks=sinks, on_result=results.append, model=model, source=source)
     summary = pipeline.run(capture)
-    return summary, results, log.getvalue()
+    return summary, results, _LOGS[-1].getvalue()[logged:]
 
 
 def read_jsonl(folder: Path) -> list[dict]:
@@ -102,15 +126,14 @@ def test_all_faces_policy_on_multi_face_image_folder(tmp_path: Path) -> None:
     assert [len(r.faces) for r in results] == [1, 1]
 
 
-def test_camera_gap_is_an_event_and_the_run_continues(tmp_path: Path) -> None:
+def test_camera_gap_is_an_event_and_the_run_continues(tmp_path: Path, pipeline_log: io.StringIO) -> None:
     image = np.zeros((240, 320, 3), np.uint8)
     camera = FakeCamera([image] * 3 + ["unplug"] + [image] * 3 + ["empty"] + [image] * 2, fail_opens=1)
     cfg = config("0", model=pain_model(), log_dir=str(tmp_path), **{"capture.reconnect_initial_s": 0.01})
-    log = io.StringIO()
-    pipeline, capture = build_pipeline(cfg, log=log, source=OpenCVSource("0", opener=camera.opener))
+    pipeline, capture = build_pipeline(cfg, source=OpenCVSource("0", opener=camera.opener))
     camera.on_exhausted = pipeline.stop
     summary = pipeline.run(capture)
-    log = log.getvalue()
+    log = pipeline_log.getvalue()
     assert summary.capture["reconnects"] == 1 and summary.capture["bad_frames"] == 1
     assert summary.capture["frames_read"] == 8 and 1 <= summary.frames <= 8  # live: older frames may be dropped
     assert "source lost" in log and "source restored" in log
@@ -305,14 +328,11 @@ def face_frame() -> np.ndarray:
     return cv2.imread(str(face_file("single_face.jpg")))
 
 
-def test_a_frozen_camera_becomes_no_signal_within_the_frame_timeout(tmp_path: Path) -> None:
+def test_a_frozen_camera_becomes_no_signal_within_the_frame_timeout(tmp_path: Path, pipeline_log: io.StringIO) -> None:
     camera = FakeCamera([face_frame()] * 4 + [("freeze", 2.5)], fail_opens=0)
     cfg = config("0", model=pain_model(), log_dir=str(tmp_path), **{"pain.frame_timeout_s": 0.5})
-    log = io.StringIO()
     results: list[FrameResult] = []
-    pipeline, capture = build_pipeline(
-        cfg, log=log, on_result=results.append, source=OpenCVSource("0", opener=camera.opener)
-    )
+    pipeline, capture = build_pipeline(cfg, on_result=results.append, source=OpenCVSource("0", opener=camera.opener))
     camera.on_exhausted = pipeline.stop
     summary = pipeline.run(capture)
     assert results and results[-1].pain.state is PainState.CLEAR  # the face was scored before the freeze
@@ -321,7 +341,7 @@ def test_a_frozen_camera_becomes_no_signal_within_the_frame_timeout(tmp_path: Pa
     lost = next(e for e in events if e["event"] == "source_lost")
     assert "no new frame for 0.5 s" in lost["reason"]
     assert 0.5 <= lost["timestamp"] - results[-1].timestamp < 1.5  # not the driver's 2.5 s (real cameras: 30 s)
-    assert "state: clear -> no_signal" in log.getvalue()
+    assert "state: clear -> no_signal" in pipeline_log.getvalue()
 
 
 def test_no_camera_at_all_ends_in_no_signal(tmp_path: Path) -> None:
@@ -330,7 +350,7 @@ def test_no_camera_at_all_ends_in_no_signal(tmp_path: Path) -> None:
     camera = FakeCamera([], fail_opens=0)
     camera.pending_failures = 10**6  # nothing ever opens: no camera plugged in
     cfg = config("0", model=pain_model(), log_dir=str(tmp_path), **{"capture.reconnect_initial_s": 0.05})
-    pipeline, capture = build_pipeline(cfg, log=io.StringIO(), source=OpenCVSource("0", opener=camera.opener))
+    pipeline, capture = build_pipeline(cfg, source=OpenCVSource("0", opener=camera.opener))
     threading.Timer(1.0, pipeline.stop).start()
     summary = pipeline.run(capture)
     assert summary.frames == 0 and summary.final_state == "no_signal"
@@ -404,14 +424,14 @@ def test_a_sink_that_raises_never_stops_the_monitor_and_every_lost_row_is_counte
     assert "log: FAULT: BrokenSink write failed: OSError" in log
 
 
-def test_source_credentials_are_redacted_in_events_and_status_lines(tmp_path: Path) -> None:
+def test_source_credentials_are_redacted_in_events_and_status_lines(tmp_path: Path, pipeline_log: io.StringIO) -> None:
     camera = FakeCamera([face_frame()] * 3 + ["unplug"] + [face_frame()] * 2, fail_opens=1)
     url = "rtsp://nurse:s3cret@10.1.2.3/bed12"
     cfg = config(
         url, model=pain_model(), log_dir=str(tmp_path), status_every_s=0.01, **{"capture.reconnect_initial_s": 0.01}
     )
-    log = io.StringIO()
-    pipeline, capture = build_pipeline(cfg, log=log, source=OpenCVSource(url, opener=camera.opener))
+    log = pipeline_log
+    pipeline, capture = build_pipeline(cfg, source=OpenCVSource(url, opener=camera.opener))
     camera.on_exhausted = pipeline.stop
     pipeline.run(capture)
     written = next(tmp_path.glob("*.jsonl")).read_text()
@@ -451,7 +471,7 @@ def test_rows_lost_at_close_replace_the_runs_log_fault_and_are_in_the_exit_line(
     assert line is not None and "close gave up: 7 rows lost" in line and "7 result row(s) not logged" in line
 
 
-def test_a_signal_lost_during_an_alert_is_logged_as_alert_interrupted() -> None:
+def test_a_signal_lost_during_an_alert_is_logged_as_alert_interrupted(pipeline_log: io.StringIO) -> None:
     from edge_sdk.capture.stream import CaptureEvent
     from edge_sdk.pipeline.alerts import PainMonitor, PainSettings
     from edge_sdk.pipeline.runner import Pipeline
@@ -460,8 +480,37 @@ def test_a_signal_lost_during_an_alert_is_logged_as_alert_interrupted() -> None:
     for i in range(4):
         monitor.update(i * 0.25, 9.0)
     assert monitor.state is PainState.ALERT
-    sink, log = FlakySink(bad_after=0, bad_for_s=0.0), io.StringIO()
-    pipeline = Pipeline(analyzer=None, pain=monitor, sinks=[sink], log=log)  # type: ignore[arg-type]
+    sink = FlakySink(bad_after=0, bad_for_s=0.0)
+    pipeline = Pipeline(analyzer=None, pain=monitor, sinks=[sink])  # type: ignore[arg-type]
     pipeline.on_capture_event(CaptureEvent("source_lost", 10.0, {"reason": "camera unplugged"}))
     kinds = [r["event"] for kind, r in sink.records if kind == "event"]
-    assert kinds == ["source_lost", "alert_interrupted"] and "pain: alert interrupted" in log.getvalue()
+    assert kinds == ["source_lost", "alert_interrupted"] and "pain: alert interrupted" in pipeline_log.getvalue()
+
+
+def test_file_events_and_frames_share_the_capture_clock_and_events_keep_their_media_time(tmp_path: Path) -> None:
+    """Pain timers run on media time, but every record is stamped on the capture clock: events land inside
+    the run (not at 'boot + media seconds', which the log showed ~22 minutes before the session)."""
+    model = FaceModel(pain_model())
+    real_run = model.backend.run
+
+    def in_pain(batch: np.ndarray):
+        outputs = real_run(batch)
+        outputs["au_intensity"] = np.full_like(outputs["au_intensity"], 5.0)
+        return outputs
+
+    model.backend.run = in_pain  # type: ignore[method-assign]
+    cfg = config(face_file("single_face.mp4"), log_dir=str(tmp_path), **{"pain.raise_after_s": 1.0})
+    summary, results, _ = run(cfg, model=model)
+    assert summary.alerts_raised == 1
+    records = read_jsonl(tmp_path)
+    frames = [r for r in records if r["kind"] == "frame"]
+    events = [r for r in records if r["kind"] == "event"]
+    started, stopped = events[0], events[-1]
+    assert started["event"] == "run_started" and stopped["event"] == "run_stopped"
+    for event in events:
+        assert started["timestamp"] <= event["timestamp"] <= stopped["timestamp"], event
+    (alert,) = [e for e in events if e["event"] == "alert_raised"]
+    (frame,) = [f for f in frames if f["timestamp"] == alert["timestamp"]]  # stamped with its frame's capture time
+    assert frame["state"] == "alert" and alert["media_time"] == frame["media_time"]
+    assert alert["media_time"] == pytest.approx(1.0, abs=0.1)  # raised after 1 s of the clip, not of processing
+    assert alert["above_since"] <= alert["timestamp"] and alert["above_since"] >= started["timestamp"]

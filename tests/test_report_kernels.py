@@ -9,7 +9,6 @@ report.json and the card written after validation; everything else uses hand-mad
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -250,17 +249,18 @@ def test_doctor_says_when_an_int8_card_does_not_record_kernels(tmp_path):
     assert findings["model int8 kernels"].status == "info" and "does not say" in findings["model int8 kernels"].detail
 
 
-def test_run_warns_at_start_when_gates_were_measured_elsewhere(tmp_path, monkeypatch):
+def test_run_warns_at_start_when_gates_were_measured_elsewhere(tmp_path, monkeypatch, caplog):
     from edge_sdk.assembly import load_model
 
     path = int8_artifact(tmp_path, HERE)
-    log = io.StringIO()
-    load_model(str(path), None, None, log)
-    assert "fidelity gates were measured" not in log.getvalue()
+    load_model(str(path))
+    assert "fidelity gates were measured" not in caplog.text
     pretend_cpu(monkeypatch, ELSEWHERE)
-    log = io.StringIO()
-    load_model(str(path), None, None, log)
-    assert f"fidelity gates were measured on int8 kernels {HERE}" in log.getvalue()
+    load_model(str(path))
+    (warned,) = [r for r in caplog.records if "fidelity gates were measured" in r.getMessage()]
+    assert (
+        warned.levelname == "WARNING" and f"fidelity gates were measured on int8 kernels {HERE}" in warned.getMessage()
+    )
 
 
 def test_benchmark_notes_gates_measured_elsewhere(tmp_path, monkeypatch):

@@ -75,7 +75,8 @@ def test_run_on_a_video_reports_every_frame_and_stage_timings(tmp_path: Path) ->
     log_args = ("--log-dir", str(tmp_path / "log"), "--log-format", "jsonl")
     result = edge_sdk(*run_args(face_file("single_face.mp4"), "--json", *log_args))
     assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout[result.stdout.index("{") :])
+    *events, summary = [json.loads(line) for line in result.stdout.splitlines()]  # --json: JSON lines only
+    assert summary["kind"] == "summary" and {e["kind"] for e in events} == {"event"}
     assert summary["frames"] == 72 and summary["stopped_by"] == "end of source"
     assert summary["detection_rate"] >= 0.95
     assert set(summary["stage_ms"]) == {"decode", "detect", "align", "infer", "post", "sink"}

@@ -6,7 +6,6 @@ SQLite's ``database or disk is full`` injected into the db layer."""
 from __future__ import annotations
 
 import errno
-import io
 import json
 import math
 import os
@@ -329,15 +328,15 @@ def test_full_disk_mid_run_keeps_the_loop_fast_drops_oldest_frames_and_writes_ba
     assert sum(e.get("event") == "status" for e in events) == alerts  # nor events
 
 
-def test_full_disk_at_start_still_monitors_and_opens_the_log_when_space_returns(disk, tmp_path):
+def test_full_disk_at_start_still_monitors_and_opens_the_log_when_space_returns(disk, tmp_path, caplog):
     key_file = tmp_path / "key.json"
     disk.fill()
-    out = io.StringIO()
     config = RunConfig(log_dir=str(disk.log_dir), log=_settings(key_file, quota_bytes=None))
     tuning = replace(FAST, queue_limit=300, retry_interval=0.1)
     with mock.patch("edge_sdk.assembly.EncryptedLogSink.open", partial(EncryptedLogSink.open, tuning=tuning)):
-        sink = open_log_sink(config, out)
-    assert "UNAVAILABLE" in out.getvalue() and "monitoring continues" in out.getvalue()
+        sink = open_log_sink(config)
+    said = [r.getMessage() for r in caplog.records if r.name == "edge_sdk.assembly" and r.levelname == "WARNING"]
+    assert len(said) == 1 and "UNAVAILABLE" in said[0] and "monitoring continues" in said[0]
     health = sink.health()
     assert not health.ok and health.problem.startswith("log unavailable") and "full" in health.problem
     db_file = disk.log_dir / "results.db"
@@ -476,7 +475,7 @@ def test_an_unwritable_log_dir_is_one_input_error_naming_it(tmp_path):
             for fmt in ("encrypted", "jsonl"):
                 config = RunConfig(log_dir=str(log_dir), log=replace(_settings(key_file), format=fmt))
                 with pytest.raises(InputError, match=str(log_dir)):
-                    open_log_sink(config, io.StringIO())
+                    open_log_sink(config)
         if len(places) == 1:
             pytest.skip("a read-only tmpfs could not be mounted here (ENOTDIR was covered)")
     finally:
@@ -560,7 +559,8 @@ def test_edge_sdk_run_on_a_full_or_read_only_log_disk(tmp_path):
         key = ("--key-file", str(tmp_path / "key.json"))
         result = edge_sdk(*run_args(face_file("single_face.mp4"), "--json", "--log-dir", str(root / "log"), *key))
         assert "Traceback" not in result.stderr and result.returncode not in (0, 2), result.stderr
-        assert "UNAVAILABLE" in result.stderr and json.loads(result.stdout[result.stdout.index("{") :])["frames"] == 72
+        summary = json.loads(result.stdout.splitlines()[-1])  # run --json: JSON lines, the summary last
+        assert "UNAVAILABLE" in result.stderr and summary["kind"] == "summary" and summary["frames"] == 72
         assert not (root / "log" / "results.db").exists()
         assert _mount_tmpfs(read_only, "1m", "ro") is None
         for fmt in ("encrypted", "jsonl"):

@@ -4,21 +4,31 @@ Each subcommand is a module with ``add_arguments(parser)`` and ``run(args) -> in
 COMMANDS. Only the chosen subcommand's module is imported, so ``edge-sdk --help`` and the device
 commands never import workstation packages (torch, TensorFlow, NNCF) that ``export`` needs.
 
-Exit codes: a command's own (0 success), 2 with one ``error: ...`` line for bad input or a package that is
-not installed, 130 on Ctrl-C, 141 (128 + SIGPIPE, like other Unix tools) quietly when the reader of stdout
-went away (``edge-sdk log export ... | head -1``).
+Output: what a command produces goes to stdout (with ``--json``: only JSON, one object or JSON lines);
+everything for the person watching (progress, notices, warnings, errors) goes to stderr. Library code logs
+(``logging``) and warns (``warnings``); :func:`main` shows both on stderr: ``-q`` only warnings and errors,
+``-v`` debug lines too.
+
+Exit codes (:data:`EXIT_CODES`): 0 success; 1 the command ran but its result is a failure (a monitor that
+faulted or ended without a signal, a log that fails verification, a doctor check that failed, ...); 2 one
+``error: ...`` line for bad input or a package that is not installed; 130 on Ctrl-C; 141 (128 + SIGPIPE, like
+other Unix tools) quietly when the reader of stdout went away (``edge-sdk log export ... | head -1``).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TextIO
 
-from edge_sdk.errors import EdgeSdkError
+from edge_sdk.errors import EXTRA_OF_PACKAGE, EdgeSdkError, install_hint
 from edge_sdk.targets import FORMATS
 from edge_sdk.version import __version__
 
@@ -34,6 +44,7 @@ class Command:
 
 COMMANDS: dict[str, Command] = {
     "predict": Command("edge_sdk.cli.predict", "run a model on face images and print every head"),
+    "analyze": Command("edge_sdk.cli.analyze", "videos and image folders -> a per-frame, per-face table (csv/parquet)"),
     "card": Command(
         "edge_sdk.cli.card", "show or validate a model card against its model file; 'card init MODEL' drafts one"
     ),
@@ -62,8 +73,14 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edge-sdk",
         description="On-device facial behaviour analysis: action units, expression, valence/arousal, PSPI pain.",
+        epilog="exit codes: "
+        + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items())
+        + ". Results go to stdout (--json: JSON only), messages to stderr.",
     )
     parser.add_argument("--version", action="version", version=f"edge-sdk {__version__}")
+    talk = parser.add_mutually_exclusive_group()
+    talk.add_argument("-q", "--quiet", dest="log_quiet", action="store_true", help="stderr: only warnings and errors")
+    talk.add_argument("-v", "--verbose", dest="log_verbose", action="store_true", help="stderr: debug lines too")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, entry in COMMANDS.items():
         p = sub.add_parser(name, help=entry.help, description=entry.help)
@@ -74,6 +91,15 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
 
 #: Exit status when stdout's reader went away: 128 + SIGPIPE, what a shell reports for a tool killed by it.
 EXIT_BROKEN_PIPE = 141
+#: Every exit status of ``edge-sdk`` and what it means (README, ``edge-sdk --help``).
+EXIT_CODES: dict[int, str] = {
+    0: "success",
+    1: "the command ran but found a problem (run: a monitor fault or no signal; export: a failed gate; log verify: "
+    "failures or gaps; doctor: a blocking check; pick: nothing to choose)",
+    2: "bad input or a missing package: one 'error: ...' line on stderr, never a traceback",
+    130: "interrupted (Ctrl-C)",
+    EXIT_BROKEN_PIPE: "stdout's reader went away early (... | head): a quiet stop",
+}
 #: Top-level packages of this project: a missing one is a broken install, not a missing extra.
 OWN_PACKAGES = ("edge_sdk", "edge_sdk_export")
 
@@ -85,6 +111,8 @@ def _missing_package(entry: Command, exc: ImportError) -> EdgeSdkError:
     runtime = next((f.install_hint for f in FORMATS.values() if f.requires == top), None)
     if runtime:
         hint = f"install it with: {runtime}"
+    elif top in EXTRA_OF_PACKAGE:
+        hint = f"install it with: {install_hint(top)}"
     elif entry.extra:
         hint = f"install it with: pip install 'edge-sdk[{entry.extra}]'"
     else:
@@ -108,6 +136,65 @@ def _reader_gone() -> int:
     return EXIT_BROKEN_PIPE
 
 
+class _ShowWarning:
+    """``warnings.showwarning`` for one command: each warning text once; this project's warnings (classes
+    defined in ``edge_sdk``, e.g. ``SyntheticWeightsWarning``) as one ``warning: ...`` line through the
+    ``edge_sdk`` logger (stderr, also with ``-q``), others as Python shows them."""
+
+    def __init__(self) -> None:
+        self.seen: set[tuple[type[Warning], str]] = set()
+        self.python = warnings.showwarning
+
+    def __call__(
+        self,
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        key = (category, str(message))
+        if key in self.seen:
+            return
+        self.seen.add(key)
+        if category.__module__.startswith("edge_sdk."):
+            logging.getLogger("edge_sdk").warning("warning: %s", message)
+        else:
+            self.python(message, category, filename, lineno, file, line)
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Log records as plain lines on whatever ``sys.stderr`` is when each record comes (tests swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+@contextmanager
+def stderr_messages(quiet: bool = False, verbose: bool = False) -> Iterator[None]:
+    """For one command: the ``edge_sdk`` loggers' records as plain lines on stderr (INFO and up; ``quiet``:
+    WARNING and up; ``verbose``: DEBUG and up), and each user warning once (the synthetic-weights warning of
+    every model load shows one ``warning: ...`` line)."""
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("edge_sdk")
+    previous_level, previous_propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+    logger.propagate = False  # a host's root handlers would show each line twice
+    with warnings.catch_warnings():
+        warnings.filterwarnings("always", category=UserWarning)  # (once per text: _ShowWarning)
+        warnings.showwarning = _ShowWarning()
+        try:
+            yield
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(previous_level)
+            logger.propagate = previous_propagate
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
@@ -117,12 +204,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 0
-        try:
-            code = int(_load(COMMANDS[args.command]).run(args) or 0)
-        except ModuleNotFoundError as exc:  # a lazy import deep inside the command (export's torch, ...)
-            if (exc.name or "").split(".")[0] in OWN_PACKAGES:
-                raise  # a bug in this project, not a missing extra: keep the traceback
-            raise _missing_package(COMMANDS[args.command], exc) from None
+        with stderr_messages(args.log_quiet, args.log_verbose):
+            try:
+                code = int(_load(COMMANDS[args.command]).run(args) or 0)
+            except ModuleNotFoundError as exc:  # a lazy import deep inside the command (export's torch, ...)
+                if (exc.name or "").split(".")[0] in OWN_PACKAGES:
+                    raise  # a bug in this project, not a missing extra: keep the traceback
+                raise _missing_package(COMMANDS[args.command], exc) from None
         sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
         return code
     except EdgeSdkError as exc:

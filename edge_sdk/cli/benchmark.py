@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -70,7 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", metavar="OUT.json", help="write every figure and the machine info here")
     parser.add_argument("--plot", metavar="OUT.png", help="write a latency bar chart here (needs matplotlib)")
-    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress or notice lines on stderr (warnings and errors only)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
 
         check_video(Path(args.pipeline))
     config = settings_from_args(BenchConfig, args, models=tuple(args.models) if args.models else None)
+    if args.quiet:  # the pipeline's own notices too (the CLI puts the level back after the command)
+        logging.getLogger("edge_sdk").setLevel(logging.WARNING)
     progress = None if args.quiet else (lambda message: print(f"[benchmark] {message}", file=sys.stderr, flush=True))
     result = run_benchmark(config, progress)
     if args.pipeline:
@@ -103,9 +108,12 @@ def run(args: argparse.Namespace) -> int:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
-        print(f"wrote {path}")
+        if not args.quiet:
+            print(f"wrote {path}", file=sys.stderr)
     if args.plot:
         from edge_sdk.bench.plot import plot_latency
 
-        print(f"wrote {plot_latency([result], args.plot)}")
+        written = plot_latency([result], args.plot)
+        if not args.quiet:
+            print(f"wrote {written}", file=sys.stderr)
     return 0

@@ -9,18 +9,26 @@
   you are writing for a third-party model).
 * ``edge-sdk card init MODEL``: print a draft contract-1.1 card made from the file's own input and
   outputs, for you to complete (every placeholder is marked TODO in its description).
+
+Output: stdout holds the card as JSON only (``edge-sdk card demo > demo.card.json`` is a card file); the
+verdict (``valid: ...``, the checks) goes to stderr. With ``--json`` stdout is one object: the card and the
+checks (``{"card": {...}, "valid": {...}}``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+import warnings
 from pathlib import Path
+from typing import Any
 
 from edge_sdk.backend.model_io import check_card_fits, draft_card, input_spec_summary, read_model_io
 from edge_sdk.contract.card import ModelCard
 from edge_sdk.contract.card_io import load_card, read_card_file
 from edge_sdk.errors import ArtifactError, BackendUnavailableError, InputError
-from edge_sdk.model.face_model import FaceModel, resolve_model
+from edge_sdk.model.face_model import FaceModel, SyntheticWeightsWarning, resolve_model
 from edge_sdk.model.self_test import forward_check
 
 INIT = "init"
@@ -34,12 +42,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("model", nargs="?", help=f"with '{INIT}': the model file to draft a card from")
     parser.add_argument("--card", help="check this card file against the model file (instead of its own card)")
+    parser.add_argument("--json", action="store_true", help='one JSON object on stdout: {"card": ..., "valid": ...}')
 
 
 def forward_pass(artifact: Path, card: ModelCard | None = None) -> str:
     """One forward pass of ``artifact`` on a rendered face, in words; ArtifactError when its outputs are bad."""
     try:
-        model = FaceModel(artifact, card=card)
+        with warnings.catch_warnings():  # the verdict itself says "SYNTHETIC DEMO weights"
+            warnings.simplefilter("ignore", SyntheticWeightsWarning)
+            model = FaceModel(artifact, card=card)
     except BackendUnavailableError as exc:
         return f"not run here ({exc})"
     problem = forward_check(model)
@@ -81,12 +92,29 @@ def run(args: argparse.Namespace) -> int:
         card = load_card(artifact) if args.card is None else read_card_file(args.card)
         fits = check_against_file(artifact, card, args.card or str(artifact))
         checked = forward_pass(artifact, None if args.card is None else card)
+    verdict = checks(card, fits, checked)
+    if args.json:
+        print(json.dumps({"card": card.to_dict(), "valid": verdict}, indent=2))
+        return 0
     print(card.to_json())
     print(
-        f"\nvalid: contract {card.contract_version}, {len(card.heads)} heads, "
+        f"valid: contract {card.contract_version}, {len(card.heads)} heads, "
         f"pain (PSPI) {'available' if card.has_pain else 'not available (no AU-intensity head)'}"
         f"{', SYNTHETIC DEMO weights' if card.provenance.synthetic_demo else ''}"
         f"\nmodel file: {fits}"
-        f"\nforward pass: {checked}"
+        f"\nforward pass: {checked}",
+        file=sys.stderr,
     )
     return 0
+
+
+def checks(card: ModelCard, fits: str, checked: str) -> dict[str, Any]:
+    """The verdict of ``--json``: what was checked and how it went, in words where words are all there is."""
+    return {
+        "contract_version": card.contract_version,
+        "heads": len(card.heads),
+        "pain": card.has_pain,
+        "synthetic_demo": card.provenance.synthetic_demo,
+        "model_file": fits,
+        "forward_pass": checked,
+    }

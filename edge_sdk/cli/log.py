@@ -32,13 +32,15 @@ from edge_sdk.store.keys import (
 )
 from edge_sdk.store.reader import (
     EXPORT_FORMATS,
+    EXPORT_TABLES,
     check_output_path,
     export_records,
+    face_table,
     parse_time,
     read_records,
     reveal_map,
 )
-from edge_sdk.store.summary import format_table, hourly_summary, plot_timeline
+from edge_sdk.store.summary import choose_session, format_table, hourly_summary, plot_timeline
 from edge_sdk.store.verify import VerifyReport, parse_head, scan_gaps, verify_log
 
 LOG_DIR_ENV = "EDGE_SDK_LOG_DIR"
@@ -71,6 +73,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _common(p)
     p.add_argument("--format", choices=EXPORT_FORMATS, default="csv")
     p.add_argument("--out", type=Path, help="output file (mode 0600); default stdout (csv/jsonl only)")
+    p.add_argument(
+        "--table",
+        choices=EXPORT_TABLES,
+        default="records",
+        help="records (default): one row per frame/event, wall-clock `time` and `media_time` columns; "
+        "faces: one row per face per frame, the columns of `edge-sdk analyze` (csv/parquet)",
+    )
     _filters(p)
     p.add_argument(
         "--reveal",
@@ -107,7 +116,12 @@ def _filters(p: argparse.ArgumentParser) -> None:
     p.add_argument("--since", help="from this time: ISO (2024-05-01T08:00, UTC) or an age (24h, 7d)")
     p.add_argument("--until", help="up to this time (same forms)")
     p.add_argument("--session", help="only this session pseudonym (s_...)")
-    p.add_argument("--kind", action="append", choices=("frame", "alert", "event", "audit"), help="only these kinds")
+    p.add_argument(
+        "--kind",
+        action="append",
+        choices=("frame", "alert", "event", "audit"),
+        help="only these kinds (repeatable); alert: the alert events (alert_raised, alert_cleared, ...)",
+    )
 
 
 def _log_dir(args: argparse.Namespace) -> Path:
@@ -198,6 +212,8 @@ def _reveal(items: list[str]) -> dict[str, list[str]]:
 def _export(args: argparse.Namespace) -> int:
     reveal = _reveal(args.reveal)
     since, until = _time(args.since), _time(args.until)
+    if args.table == "faces" and args.format == "jsonl":
+        raise InputError("--table faces is a table: use --format csv or parquet")
     if args.out is not None:
         check_output_path(args.out)
     elif args.format == "parquet":
@@ -207,12 +223,19 @@ def _export(args: argparse.Namespace) -> int:
         names = reveal_map(db, reveal)
         with db.snapshot():  # the gap check and the rows exported see the same state
             gaps = scan_gaps(db)
-            records = read_records(db, since=since, until=until, kinds=_kinds(args), session=args.session)
+            kinds = ["frame"] if args.table == "faces" else _kinds(args)
+            records = read_records(db, since=since, until=until, kinds=kinds, session=args.session)
             records = list(records) if args.out is None else records  # stdout: decrypt all before printing
-            count = len(records) if args.out is None else export_records(records, args.format, args.out, names)
+            if args.out is not None:
+                count = export_records(records, args.format, args.out, names, args.table)
+            elif args.table == "faces":
+                rows, _ = face_table(records)  # type: ignore[arg-type]
+                count = len(rows)
+            else:
+                count = len(records)  # type: ignore[arg-type]
         _audit(db, "export", _export_details(args, count, len(names)))  # stdout: before the rows are handed out
         if args.out is None:
-            export_records(records, args.format, None, names)
+            export_records(records, args.format, None, names, args.table)
             sys.stdout.flush()  # a closed pipe (`| head`) raises here, inside the command
         print(f"exported {count} records as {args.format} to {args.out or 'stdout'}", file=sys.stderr)
         return _warn_gaps(db, gaps, "export", args.allow_gaps)
@@ -220,14 +243,15 @@ def _export(args: argparse.Namespace) -> int:
         db.close()
 
 
-def _kinds(args: argparse.Namespace) -> list[str]:
-    return args.kind or ["frame", "alert", "event"]  # audit rows only when asked for
+def _kinds(args: argparse.Namespace | None) -> list[str]:
+    return (args.kind if args is not None else None) or ["frame", "alert", "event"]  # audit rows only when asked
 
 
 def _export_details(args: argparse.Namespace, count: int, revealed: int) -> dict[str, object]:
     """What the export audit row records (never the revealed ids themselves)."""
     return {
         "format": args.format,
+        "table": args.table,
         "rows": count,
         "since": args.since,
         "until": args.until,
@@ -246,14 +270,16 @@ def _summary(args: argparse.Namespace) -> int:
         with db.snapshot():
             gaps = scan_gaps(db)
             records = list(read_records(db, since=since, until=until, kinds=_kinds(args), session=args.session))
+            plotted = records  # the plot needs the session's frames and events whatever --kind shows in the table
+            if args.plot and args.kind:
+                plotted = list(read_records(db, since=since, until=until, kinds=_kinds(None), session=args.session))
         print(format_table([h.as_row() for h in hourly_summary(records)]))
         sys.stdout.flush()
         if args.plot:
-            sessions = [r.session for r in records if r.kind == "frame"]
-            session = args.session or (sessions[-1] if sessions else None)
+            session = args.session or choose_session(plotted)
             if session is None:
                 raise InputError("nothing to plot: no frame records in range")
-            frames = plot_timeline([r for r in records if r.session == session], args.plot, f"session {session}")
+            frames = plot_timeline([r for r in plotted if r.session == session], args.plot, f"session {session}")
             print(f"timeline of session {session} ({frames} frames) written to {args.plot}")
         return _warn_gaps(db, gaps, "summary", args.allow_gaps)
     finally:

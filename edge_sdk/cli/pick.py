@@ -27,7 +27,6 @@ from edge_sdk.bench.pick import (
     run_pick,
     write_pick,
 )
-from edge_sdk.cli.log_lines import log_lines
 from edge_sdk.errors import InputError
 from edge_sdk.targets import TARGETS
 
@@ -84,8 +83,9 @@ def run(args: argparse.Namespace) -> int:
         block=args.block,
         min_gain=args.min_gain,
     )
-    with log_lines("edge_sdk.bench.pick", "[pick] ", logging.WARNING if args.quiet else logging.INFO):
-        result = run_pick(config)
+    if args.quiet:  # progress is logged (edge_sdk.bench.pick); the CLI shows INFO and up unless told otherwise
+        logging.getLogger("edge_sdk").setLevel(logging.WARNING)
+    result = run_pick(config)
     path = write_pick(result, folder)
     if args.json:
         print(json.dumps(result, indent=2))

@@ -1,4 +1,8 @@
-"""``edge-sdk predict``: run a model on face images and print every head per face (table or --json)."""
+"""``edge-sdk predict``: run a model on face images and print every head per face (table or --json).
+
+``--save OUT`` also writes an annotated copy of each image (boxes, landmarks, top expression, PSPI). It is
+an explicit opt-in and, with ``analyze --save-frames``, the only way edge-sdk ever writes pixels.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +19,11 @@ from edge_sdk.errors import InputError
 from edge_sdk.face.detect import DETECTOR_KINDS, FaceDetector, WholeImageDetector, create_detector
 from edge_sdk.face.select import FACE_POLICIES
 from edge_sdk.pipeline.analyze import PAIN_UNAVAILABLE, FaceAnalyzer
+from edge_sdk.pipeline.draw import annotate
 from edge_sdk.pipeline.result import FaceResult
 
 LABELS_PER_LINE = 6
+SAVE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,6 +39,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detector-model", help="path to a YuNet .onnx")
     parser.add_argument("--backend", help="force an inference backend (onnxruntime, litert, openvino)")
     parser.add_argument("--threads", type=int, help="inference threads")
+    parser.add_argument(
+        "--save",
+        type=Path,
+        metavar="OUT",
+        help="also write an annotated copy (boxes, landmarks, top expression, PSPI): OUT.jpg/.png for one image, "
+        "a folder for several (IMAGE_STEM.annotated.jpg each). Opt-in: without --save (or `analyze --save-frames`) "
+        "edge-sdk never writes pixels",
+    )
 
 
 def read_image(path: str) -> Any:
@@ -73,17 +87,48 @@ def format_face(number: int, face: FaceResult) -> str:
     return "\n".join(lines)
 
 
+def save_targets(images: list[str], out: Path) -> list[Path]:
+    """Where ``--save OUT`` writes each image's annotated copy; :class:`InputError` before any work when OUT
+    cannot be used (unknown image type, missing folder, or an input image it would overwrite)."""
+    if len(images) == 1 and out.suffix:
+        if out.suffix.lower() not in SAVE_SUFFIXES:
+            raise InputError(f"--save {out}: expected a {'/'.join(SAVE_SUFFIXES)} file name")
+        if not out.parent.is_dir():
+            raise InputError(f"--save {out}: the folder {out.parent} does not exist")
+        targets = [out]
+    else:
+        if not out.is_dir():
+            raise InputError(f"--save {out}: with {len(images)} images, --save needs an existing folder")
+        targets = [out / f"{Path(image).stem}.annotated.jpg" for image in images]
+        if len(set(targets)) < len(targets):
+            raise InputError(f"--save {out}: two input images have the same name; save them one at a time")
+    inputs = {Path(image).resolve() for image in images}
+    for target in targets:
+        if target.resolve() in inputs:
+            raise InputError(f"--save {target}: that is an input image; choose another name")
+    return targets
+
+
+def save_annotated(image: Any, faces: list[FaceResult], target: Path) -> None:
+    if not cv2.imwrite(str(target), annotate(image, faces)):
+        raise InputError(f"--save {target}: OpenCV could not write the image there")
+
+
 def run(args: argparse.Namespace) -> int:
+    targets = save_targets(args.images, args.save) if args.save is not None else []
     images = [(path, read_image(path)) for path in args.images]
-    model = load_model(args.model, args.backend, args.threads, sys.stderr)
+    model = load_model(args.model, args.backend, args.threads)
     detector = choose_detector(args.detector, args.detector_model)
     analyzer = FaceAnalyzer(model, detector, faces=args.faces)
     if not analyzer.has_pain:
         print(PAIN_UNAVAILABLE, file=sys.stderr)
     reports = []
     for path, image in images:
-        faces, _ = analyzer.analyze(image, {})
+        faces = analyzer.analyze(image)
         reports.append((path, faces))
+    for (path, image), (_, faces), target in zip(images, reports, targets, strict=False):
+        save_annotated(image, faces, target)
+        print(f"annotated {path} -> {target}", file=sys.stderr)
     if args.json:
         payload = [
             {

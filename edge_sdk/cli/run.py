@@ -1,5 +1,10 @@
 """``edge-sdk run``: the bedside/kiosk loop (capture, detect, infer, score pain, log) until stopped.
 
+Output: without ``--json``, stdout has the frame lines (``--print-frames``) and the final summary; stderr the
+events (``[event] ...``, not with ``-q``), notices, status lines and warnings. With ``--json``, stdout is
+JSON lines only: one object per event (``"kind": "event"``) and per frame with ``--print-frames``
+(``"kind": "frame"``), the same records the result log keeps, and last the summary (``"kind": "summary"``).
+
 Exit codes: 0 the run ended normally; 1 the monitor faulted (a model/detector fault or a log fault at any
 time during the run) or it ended without a signal (``no_signal``: no camera, or the source gone or frozen at
 the end), with one line on stderr saying why; 2 bad input (config, flags, model, source), ``error: ...``.
@@ -20,6 +25,7 @@ from edge_sdk.face.detect import DETECTOR_KINDS
 from edge_sdk.face.select import FACE_POLICIES
 from edge_sdk.pipeline.config import LOG_FORMATS, OPTIONS, RunConfig, load_config
 from edge_sdk.pipeline.runner import RunSummary
+from edge_sdk.pipeline.sinks import StdoutSink
 
 EXIT_OK = 0
 EXIT_FAULT = 1  # the monitor faulted or ended without a signal (exit 2, bad input, comes from edge_sdk.cli.main)
@@ -58,11 +64,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     setting("--backend", "backend", help="force an inference backend (onnxruntime, litert, openvino)")
     setting("--threads", "threads", type=int, help="inference threads")
     setting("--status-every", "status_every_s", type=float, help="seconds between status lines (0 = off; default 5)")
-    setting("--print-frames", "print_frames", action="store_true", help="one stdout line per frame")
+    setting("--print-frames", "print_frames", action="store_true", help="one stdout line (--json: object) per frame")
     display = parser.add_mutually_exclusive_group()
     add_setting(display, "--preview", "preview", action="store_true", help="overlay window for bench tests")
     add_setting(display, "--display-none", "preview", action="store_false", help="no window (the default)")
-    parser.add_argument("--json", action="store_true", help="print the final summary as JSON")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="stdout as JSON lines: every event (and frame, with --print-frames), then the summary",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -70,9 +80,20 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return load_config(args.config, flags_given(args, OPTIONS))
 
 
+def output_sinks(config: RunConfig, as_json: bool, quiet: bool = False) -> list[StdoutSink]:
+    """Where ``run`` shows records: JSON lines on stdout (``--json``), else readable event lines on stderr
+    (none with ``-q``) and frame lines on stdout (``--print-frames``)."""
+    if as_json:
+        return [StdoutSink(sys.stdout, frames=config.print_frames, json_lines=True)]
+    sinks = [] if quiet else [StdoutSink(sys.stderr)]
+    if config.print_frames:
+        sinks.append(StdoutSink(sys.stdout, frames=True, events=False))
+    return sinks
+
+
 def print_summary(summary: RunSummary, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(summary.to_record(), indent=2))
+        print(json.dumps({"kind": "summary", **summary.to_record()}, separators=(",", ":")))
         return
     stages = "  ".join(f"{k} {v:.2f}" for k, v in summary.stage_ms.items())
     cap = summary.capture
@@ -102,7 +123,11 @@ def fault_line(summary: RunSummary) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    pipeline, capture = build_pipeline(config)
+    quiet = bool(getattr(args, "log_quiet", False))
+    shown = output_sinks(config, args.json, quiet)
+    pipeline, capture = build_pipeline(config, sinks=shown)
+    for sink in shown:  # stdout's reader went away (`run --json | head -1`): stop, like a tool on SIGPIPE
+        sink.on_reader_gone = partial(pipeline.stop, "stdout closed")
 
     def on_signal(signum: int, _frame: Any) -> None:
         pipeline.stop(signal.Signals(signum).name)

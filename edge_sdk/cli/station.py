@@ -92,9 +92,12 @@ def run(args: argparse.Namespace) -> int:
         insecure=args.insecure,
         client_id=args.client_id,
     )
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    line = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    ours = logging.getLogger("edge_sdk")  # shown on stderr by edge_sdk.cli.main: a server's lines carry the time
+    ours.setLevel(args.log_level)
+    for handler in ours.handlers:
+        handler.setFormatter(logging.Formatter(line))
+    logging.basicConfig(level=args.log_level, format=line, stream=sys.stderr)  # other libraries' loggers
     from edge_sdk.station.users import load_users
 
     if settings.web.users_file:

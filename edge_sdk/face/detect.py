@@ -13,10 +13,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge_sdk.errors import InputError
-from edge_sdk.models_registry import find_pulled_model
+from edge_sdk.errors import ArtifactError, InputError
+from edge_sdk.models_registry import REGISTRY, digest_file, find_pulled_model
 
 YUNET_REGISTRY_NAME = "yunet"
+#: Models shipped inside the package (release wheels; gitignored in the repository): see scripts/vendor-models.py.
+PACKAGED_MODELS_DIR = Path(__file__).resolve().parent / "models"
 HAAR_CASCADE_FILE = "haarcascade_frontalface_default.xml"
 
 
@@ -166,14 +168,33 @@ def haar_cascade_path() -> Path | None:
     return path if path is not None and path.is_file() else None
 
 
+def packaged_yunet_model() -> Path | None:
+    """YuNet shipped inside the package (``edge_sdk/face/models/``, placed by ``scripts/vendor-models.py`` before
+    a release wheel is built), verified against the registry's sha256; None in a checkout or wheel without it.
+
+    Raises :class:`~edge_sdk.errors.ArtifactError` when the file is there but is not the pinned model."""
+    entry = REGISTRY[YUNET_REGISTRY_NAME]
+    path = PACKAGED_MODELS_DIR / entry.filename
+    if not path.is_file():
+        return None
+    digest = digest_file(path).sha256
+    if digest != entry.sha256:
+        raise ArtifactError(
+            f"{path}: sha256 {digest} is not the pinned YuNet {entry.sha256}; this installation is damaged or "
+            "was altered: reinstall edge-sdk (or pass --detector-model PATH)"
+        )
+    return path
+
+
 def find_yunet_model(explicit: str | Path | None = None) -> Path | None:
-    """``explicit`` (must exist), else YuNet from the model cache (`edge-sdk models pull yunet`), else None."""
+    """``explicit`` (must exist), else the YuNet packaged with edge-sdk (:func:`packaged_yunet_model`), else the
+    one in the model cache (`edge-sdk models pull yunet`), else None."""
     if explicit:
         path = Path(explicit)
         if not path.is_file():
             raise InputError(f"--detector-model {explicit}: no such file")
         return path
-    return find_pulled_model(YUNET_REGISTRY_NAME)
+    return packaged_yunet_model() or find_pulled_model(YUNET_REGISTRY_NAME)
 
 
 def create_detector(

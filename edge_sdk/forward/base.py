@@ -14,6 +14,8 @@ import socket
 import ssl
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +84,20 @@ def tls_context(ca_file: str | None, cert_file: str | None = None, key_file: str
     except (OSError, ssl.SSLError) as exc:
         raise InputError(f"TLS files {ca_file or ''} {cert_file or ''}: cannot load them ({exc})") from None
     return context
+
+
+def post(opener: urllib.request.OpenerDirector, request: urllib.request.Request, label: str, timeout: float) -> None:
+    """Send ``request``; return only on an HTTP 2xx (the receiver has the event), else :class:`DeliveryError`
+    naming ``label`` (the endpoint). Redirects count as failures: the opener must not follow them."""
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        raise DeliveryError(f"{label}: HTTP {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise DeliveryError(f"{label}: {getattr(exc, 'reason', exc)}") from None
+    if not 200 <= status < 300:
+        raise DeliveryError(f"{label}: HTTP {status}")
 
 
 def endpoint_checks(url: str, default_port: int, context: ssl.SSLContext | None, timeout: float) -> list[Check]:

@@ -27,7 +27,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from edge_sdk.forward import messages as m
-from edge_sdk.forward.base import Check, DeliveryError, endpoint_checks, read_secret, tls_context
+from edge_sdk.forward.base import Check, endpoint_checks, post, read_secret, tls_context
 
 if TYPE_CHECKING:
     from edge_sdk.pipeline.config import FhirSettings, ForwardSettings
@@ -158,15 +158,7 @@ class FhirForwarder:
     def deliver(self, event: m.Event) -> None:
         body = json.dumps(bundle(event, synthetic=self.synthetic)).encode()
         request = urllib.request.Request(self.base_url, data=body, headers=self._headers(), method="POST")
-        try:
-            with self._opener.open(request, timeout=self.settings.timeout_s) as response:
-                status = response.status
-        except urllib.error.HTTPError as exc:
-            raise DeliveryError(f"{self.base_url}: HTTP {exc.code} {exc.reason}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            raise DeliveryError(f"{self.base_url}: {getattr(exc, 'reason', exc)}") from None
-        if not 200 <= status < 300:
-            raise DeliveryError(f"{self.base_url}: HTTP {status}")
+        post(self._opener, request, self.base_url, self.settings.timeout_s)
 
     def check(self, timeout: float = 5.0) -> list[Check]:
         checks = endpoint_checks(self.base_url, 443 if self.context else 80, self.context, timeout)

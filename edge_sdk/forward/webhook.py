@@ -18,7 +18,7 @@ import urllib.request
 from typing import TYPE_CHECKING
 
 from edge_sdk.forward import messages as m
-from edge_sdk.forward.base import Check, DeliveryError, endpoint_checks, read_secret, tls_context
+from edge_sdk.forward.base import Check, endpoint_checks, post, read_secret, tls_context
 
 if TYPE_CHECKING:
     from edge_sdk.pipeline.config import ForwardSettings, WebhookSettings
@@ -88,15 +88,7 @@ class WebhookForwarder:
         return urllib.request.Request(self.url, data=body, headers=headers, method="POST")
 
     def deliver(self, event: m.Event) -> None:
-        try:
-            with self._opener.open(self.request(event), timeout=self.settings.timeout_s) as response:
-                status = response.status
-        except urllib.error.HTTPError as exc:
-            raise DeliveryError(f"{self.url}: HTTP {exc.code} {exc.reason}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            raise DeliveryError(f"{self.url}: {getattr(exc, 'reason', exc)}") from None
-        if not 200 <= status < 300:
-            raise DeliveryError(f"{self.url}: HTTP {status}")
+        post(self._opener, self.request(event), self.url, self.settings.timeout_s)
 
     def check(self, timeout: float = 5.0) -> list[Check]:
         return endpoint_checks(self.url, 443 if self.context else 80, self.context, timeout)

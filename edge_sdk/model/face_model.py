@@ -8,6 +8,7 @@ recorded in the folder's ``pick.json`` (written by :mod:`edge_sdk.bench.pick`, r
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,12 @@ SYNTHETIC_NOTICE = (
     "NOTE: this model's weights are a SYNTHETIC DEMO trained on rendered cartoon faces. Its action "
     "units, expressions and pain scores mean nothing on real people; do not use it for care decisions."
 )
+
+
+class SyntheticWeightsWarning(UserWarning):
+    """A model whose card says its weights are a synthetic demo (``provenance.synthetic_demo``) was loaded:
+    its outputs mean nothing on real people. Silence it, once you know, with
+    ``warnings.simplefilter("ignore", SyntheticWeightsWarning)``."""
 
 
 PICK_FILE = "pick.json"  # beside an export folder's artifacts: the one `edge-sdk pick` chose for this device
@@ -124,16 +131,35 @@ def read_pick(folder: Path) -> ResolvedModel:
 
 
 class FaceModel:
-    """A multitask face model ready to run: ``predict(crops)`` -> post-processed heads."""
+    """A multitask face model ready to run: ``predict(crops)`` -> post-processed heads.
+
+    Loading a model whose weights are a synthetic demo (the packaged ``"demo"``) warns with
+    :class:`SyntheticWeightsWarning`.
+
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     model = FaceModel("demo")
+    >>> [w.category.__name__ for w in caught]
+    ['SyntheticWeightsWarning']
+    >>> [head.kind for head in model.card.heads]
+    ['au_occurrence', 'au_intensity', 'expression', 'valence_arousal']
+    >>> sorted(model.describe(np.full((112, 112, 3), 128, np.uint8))["valence_arousal"])
+    ['arousal', 'valence']
+    """
 
     def __init__(
         self, model: str | Path = "demo", backend: str | None = None, card: ModelCard | None = None, **options: Any
     ) -> None:
-        """``card`` replaces the artifact's own card (checked against the model file all the same). An export
-        folder loads the artifact its ``pick.json`` chose, on the backend it was timed on unless ``backend``."""
+        """``model``: ``"demo"``, a model file (.onnx, .tflite, OpenVINO .xml), a pulled model's name or an
+        ``edge-sdk export`` folder. ``card`` replaces the artifact's own card (checked against the model file
+        all the same). An export folder loads the artifact its ``pick.json`` chose, on the backend it was timed
+        on unless ``backend``. ``options`` go to the backend (e.g. ``threads=2``)."""
         self.resolved = resolve_artifact(model)
         self.path = self.resolved.path
         self.backend: Backend = load_backend(self.path, backend or self.resolved.backend, card, **options)
+        if self.is_synthetic_demo:
+            warnings.warn(SYNTHETIC_NOTICE, SyntheticWeightsWarning, stacklevel=2)
 
     @property
     def card(self) -> ModelCard:

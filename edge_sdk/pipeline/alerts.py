@@ -26,7 +26,11 @@ The monitor never says "no pain" without evidence: ``clear`` needs a finite scor
 
 Bad frames are never scored: their pain is null and smoothing skips them. All durations are in seconds
 of the frame clock (media time for files, monotonic time for cameras), so behaviour does not depend on
-the frame rate.
+the frame rate or on how fast a file is processed.
+
+Events are stamped on the record clock, the one frames are stamped with (the capture time): for a file,
+the runner passes the capture time as ``at`` and the event keeps its media time as ``media_time``, so
+events and frames line up in the log while the timers run on the media clock.
 """
 
 from __future__ import annotations
@@ -152,15 +156,17 @@ class PainEvent:
     is not part of it)."""
 
     kind: str
-    timestamp: float
+    timestamp: float  # the record clock: the capture time of the frame that caused it
     previous: str
     state: str
     detail: dict[str, Any] = field(default_factory=dict)
+    media_time: float | None = None  # seconds into the file (file sources), else None
 
     def to_record(self) -> dict[str, Any]:
         return {
             "event": self.kind,
             "timestamp": round(self.timestamp, 6),
+            "media_time": None if self.media_time is None else round(self.media_time, 4),
             "from": self.previous,
             "to": self.state,
             **self.detail,
@@ -211,6 +217,10 @@ class PainMonitor:
     ``pspi`` None means no face this frame; ``fault`` (a problem in words) means the frame could not be
     scored (model or detector failure, bad outputs). :meth:`signal_lost` and :meth:`log_fault` report the
     conditions that arrive without a frame.
+
+    >>> monitor = PainMonitor(PainSettings(threshold=3.0, raise_after_s=1.0, smoothing="none"))
+    >>> [monitor.update(t, 5.0).state.value for t in (0.0, 0.5, 1.0)]
+    ['unknown', 'unknown', 'alert']
     """
 
     def __init__(self, settings: PainSettings | None = None, available: bool = True) -> None:
@@ -232,6 +242,8 @@ class PainMonitor:
         self._last_t: float | None = None  # the last frame's time
         self._alert_since: float | None = None  # when the current alert was raised
         self._interrupted: float | None = None  # an alert cut by signal loss: when it was raised
+        self._media = False  # the frame clock is a file's media clock (events then carry media_time)
+        self._record_times: dict[float, float] = {}  # frame clock -> record clock, for the instants remembered
 
     # ---- what is shown -------------------------------------------------------------------------
     @property
@@ -264,12 +276,31 @@ class PainMonitor:
         return PainStatus(self.state, pspi, smoothed, score, self.baseline, tuple(events), self.fault)
 
     # ---- inputs ----------------------------------------------------------------------------------
-    def update(self, t: float, pspi: float | None, fault: str | None = None, face: bool | None = None) -> PainStatus:
+    def update(
+        self,
+        t: float,
+        pspi: float | None,
+        fault: str | None = None,
+        face: bool | None = None,
+        at: float | None = None,
+    ) -> PainStatus:
         """One frame at time ``t``: its PSPI (None: no face), or the ``fault`` that kept it from being scored.
 
         ``face`` says a face was analysed without a fault (default: ``pspi is not None``; a model without
-        pain passes it). Only such a frame ends a fault episode: a frame without a face proves nothing."""
+        pain passes it). Only such a frame ends a fault episode: a frame without a face proves nothing.
+        ``at``: the frame's capture time when ``t`` is a file's media time; events are then stamped ``at``
+        with ``t`` as their ``media_time`` (None: ``t`` is the capture time itself)."""
         events: list[PainEvent] = []
+        self._media = at is not None
+        self._record_times[t] = t if at is None else at
+        try:
+            return self._update(t, pspi, fault, face, events)
+        finally:
+            self._forget_record_times()
+
+    def _update(
+        self, t: float, pspi: float | None, fault: str | None, face: bool | None, events: list[PainEvent]
+    ) -> PainStatus:
         self._last_t = t
         if self._looking_since is None or self._no_signal:
             self._looking_since = t  # the run starts, or frames are back: a new search for a face
@@ -317,8 +348,10 @@ class PainMonitor:
                 t = self._last_t if self._last_t is not None else 0.0
                 since = self._alert_since if self._alert_since is not None else t
                 self._interrupted = since
-                detail = {"reason": "signal lost", "alert_since": since, "alert_s": round(t - since, 3)}
-                events.append(PainEvent("alert_interrupted", t, PainState.ALERT.value, PainState.UNKNOWN.value, detail))
+                detail = {"reason": "signal lost", "alert_since": self._at(since), "alert_s": round(t - since, 3)}
+                events.append(
+                    self._event("alert_interrupted", t, PainState.ALERT.value, PainState.UNKNOWN.value, detail)
+                )
             self._pain = PainState.UNKNOWN
         self._restart()
         return events
@@ -333,6 +366,30 @@ class PainMonitor:
             outside[source] = problem
         self._outside = outside
 
+    # ---- the record clock ------------------------------------------------------------------------
+    def _at(self, t: float | None) -> float | None:
+        """Frame-clock time ``t`` (one this monitor remembers) on the record clock."""
+        return None if t is None else self._record_times.get(t, t)
+
+    def _event(self, kind: str, t: float, previous: str, state: str, detail: dict[str, Any]) -> PainEvent:
+        """An event of the frame at frame-clock ``t``, stamped on the record clock."""
+        at = self._at(t)
+        assert at is not None
+        return PainEvent(kind, at, previous, state, detail, t if self._media else None)
+
+    def _forget_record_times(self) -> None:
+        """Keep the record-clock times of the instants still remembered (a few), drop the rest."""
+        kept = {
+            self._last_t,
+            self._looking_since,
+            self._last_face,
+            self._above_since,
+            self._below_since,
+            self._alert_since,
+            self._interrupted,
+        }
+        self._record_times = {t: at for t, at in self._record_times.items() if t in kept}
+
     # ---- steps -------------------------------------------------------------------------------------
     def _enter(self, t: float, score: float, events: list[PainEvent]) -> None:
         """The first scored face after a (re)start: ``clear`` only below ``threshold`` (else ``unknown`` until
@@ -344,7 +401,8 @@ class PainMonitor:
         if self._calibrating():
             state = PainState.CALIBRATING
         elif interrupted is not None and score >= self.settings.clear_threshold:
-            self._move(PainState.ALERT, "alert_resumed", t, events, score=round(score, 4), alert_since=interrupted)
+            since = self._at(interrupted)
+            self._move(PainState.ALERT, "alert_resumed", t, events, score=round(score, 4), alert_since=since)
             return
         else:
             state = PainState.CLEAR if score < self.settings.threshold else PainState.UNKNOWN
@@ -354,7 +412,7 @@ class PainMonitor:
             self._pain = state  # nothing but unknown (or a fault) was shown before it
 
     def _move(self, state: PainState, kind: str, t: float, events: list[PainEvent], **detail: Any) -> None:
-        events.append(PainEvent(kind, t, self._pain.value, state.value, detail))
+        events.append(self._event(kind, t, self._pain.value, state.value, detail))
         if state is PainState.ALERT:
             self._alert_since = t if kind == "alert_raised" else self._alert_since
         self._pain = state
@@ -377,7 +435,7 @@ class PainMonitor:
         episode = self._model
         if episode is None:
             episode = self._model = FaultEpisode(t, problem)
-            events.append(PainEvent("model_fault", t, self._pain.value, self._pain.value, {"problem": problem}))
+            events.append(self._event("model_fault", t, self._pain.value, self._pain.value, {"problem": problem}))
         episode.frames += 1
         if not episode.entered and t - episode.since >= self.settings.fault_after_s:
             episode.entered = True
@@ -391,7 +449,7 @@ class PainMonitor:
         episode, self._model = self._model, None
         if episode is not None:
             detail = {"bad_frames": episode.frames, "fault_s": round(t - episode.since, 3), "problem": episode.problem}
-            events.append(PainEvent("model_recovered", t, self._pain.value, self._pain.value, detail))
+            events.append(self._event("model_recovered", t, self._pain.value, self._pain.value, detail))
 
     def _no_face(self, t: float, events: list[PainEvent]) -> None:
         if self._pain is PainState.NO_FACE:
@@ -399,7 +457,7 @@ class PainMonitor:
         assert self._looking_since is not None
         since = max(self._looking_since, self._last_face if self._last_face is not None else self._looking_since)
         if t - since >= self.settings.face_lost_after_s:
-            self._move(PainState.NO_FACE, "face_lost", t, events, last_face_at=self._last_face)
+            self._move(PainState.NO_FACE, "face_lost", t, events, last_face_at=self._at(self._last_face))
             self._interrupted = None
             self._restart()
 
@@ -435,7 +493,12 @@ class PainMonitor:
                 self._above_since = t if self._above_since is None else self._above_since
                 if t - self._above_since >= s.raise_after_s:
                     self._move(
-                        PainState.ALERT, "alert_raised", t, events, score=round(score, 4), above_since=self._above_since
+                        PainState.ALERT,
+                        "alert_raised",
+                        t,
+                        events,
+                        score=round(score, 4),
+                        above_since=self._at(self._above_since),
                     )
                     self._above_since = None
             else:
@@ -451,7 +514,7 @@ class PainMonitor:
                         t,
                         events,
                         score=round(score, 4),
-                        below_since=self._below_since,
+                        below_since=self._at(self._below_since),
                     )
                     self._below_since = None
             else:

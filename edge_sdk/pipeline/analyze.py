@@ -3,21 +3,29 @@
 A detector or model that raises becomes an :class:`AnalysisFault`; a face whose outputs are non-finite or
 outside the card's ranges (:func:`~edge_sdk.contract.output_check.output_problems`) keeps its values for
 the record but carries the ``problem`` and no PSPI: it is never scored.
+
+Example (the packaged synthetic demo model, so its numbers mean nothing on real faces)::
+
+    from edge_sdk import FaceAnalyzer
+    faces = FaceAnalyzer("demo").analyze("single_face.jpg")
+    print(faces[0].expression, faces[0].pspi)
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from pathlib import Path
+from typing import NamedTuple, TypeVar
 
+import cv2
 import numpy as np
 
 from edge_sdk.contract.output_check import output_problems
 from edge_sdk.contract.processing import describe_face, postprocess
-from edge_sdk.errors import EdgeSdkError
+from edge_sdk.errors import EdgeSdkError, InputError
 from edge_sdk.face.align import crop_face
-from edge_sdk.face.detect import FaceDetector
+from edge_sdk.face.detect import FaceDetector, create_detector
 from edge_sdk.face.select import IntervalDetector, select_faces
 from edge_sdk.face.track import TrackSettings, tracking_detector
 from edge_sdk.model.face_model import FaceModel
@@ -38,6 +46,24 @@ class AnalysisFault(EdgeSdkError):
         super().__init__(self.problem)
 
 
+class FrameAnalysis(NamedTuple):
+    """What :meth:`FaceAnalyzer.analyze_frame` found in one image."""
+
+    faces: list[FaceResult]  # largest first
+    detector_ran: bool  # False: the faces were carried over from an earlier frame (``detect_interval`` > 1)
+    timings: dict[str, float]  # milliseconds per stage: detect, align, infer, post
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file as a BGR uint8 array; :class:`InputError` naming the file when it is missing or unreadable."""
+    if not Path(path).is_file():
+        raise InputError(f"{path}: no such image file")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise InputError(f"{path}: not an image OpenCV can read (expected a JPEG, PNG, BMP, ... file)")
+    return image
+
+
 def _stage(stage: str, call: Callable[[], T]) -> T:
     """``call()``, its failure as an :class:`AnalysisFault` naming ``stage``."""
     try:
@@ -47,20 +73,35 @@ def _stage(stage: str, call: Callable[[], T]) -> T:
 
 
 class FaceAnalyzer:
-    """Runs a :class:`FaceModel` on the faces a detector finds. Activations and PSPI come from the contract."""
+    """Runs a :class:`FaceModel` on the faces a detector finds. Activations and PSPI come from the contract.
+
+    >>> from edge_sdk.face.detect import WholeImageDetector
+    >>> analyzer = FaceAnalyzer("demo", WholeImageDetector())  # doctest: +SKIP (warns: synthetic demo weights)
+    >>> faces = analyzer.analyze(np.full((112, 112, 3), 128, np.uint8))  # doctest: +SKIP
+    >>> sorted(faces[0].heads)  # doctest: +SKIP
+    ['au_intensity', 'au_occurrence', 'expression', 'valence_arousal']
+    """
 
     def __init__(
         self,
-        model: FaceModel,
-        detector: FaceDetector,
+        model: FaceModel | str | Path = "demo",
+        detector: FaceDetector | str | None = None,
         faces: str = "largest",
         detect_interval: int = 1,
         track: TrackSettings | None = None,
     ) -> None:
-        """``track``: follow faces in small crops between full-frame detections (:class:`RoiTracker`, YuNet
-        only); None (the default, right for unrelated still images) detects on the whole image every time.
-        ``detect_interval`` > 1 reuses the last faces between detector runs (tracked or not)."""
+        """``model``: a :class:`FaceModel`, or what :class:`FaceModel` loads (``"demo"``, a file, a pulled
+        model's name, an export folder). ``detector``: a :class:`FaceDetector`, or a kind for
+        :func:`~edge_sdk.face.detect.create_detector` (None: ``"auto"``, YuNet else Haar). ``faces``:
+        ``"largest"`` (one face per image) or ``"all"``. ``track``: follow faces in small crops between
+        full-frame detections (:class:`RoiTracker`, YuNet only); None (the default, right for unrelated still
+        images) detects on the whole image every time. ``detect_interval`` > 1 reuses the last faces between
+        detector runs (tracked or not)."""
         select_faces([], faces)  # validates the policy name
+        if not isinstance(model, FaceModel):
+            model = FaceModel(model)
+        if detector is None or isinstance(detector, str):
+            detector = create_detector(detector or "auto")
         self.model = model
         self.detector = tracking_detector(detector, faces, track)
         self.policy = faces
@@ -71,10 +112,19 @@ class FaceAnalyzer:
     def has_pain(self) -> bool:
         return self.model.card.has_pain
 
-    def analyze(self, image: np.ndarray, timings: dict[str, float]) -> tuple[list[FaceResult], bool]:
-        """Faces (largest first) and whether the detector ran; adds detect/align/infer/post ms to ``timings``.
+    def analyze(self, image: np.ndarray | str | Path) -> list[FaceResult]:
+        """The faces in ``image`` (a BGR uint8 array or an image file), largest first, every head of the model
+        on each (and its PSPI when the model has an AU-intensity head).
 
-        Raises :class:`AnalysisFault` when the detector or the model fails."""
+        Raises :class:`AnalysisFault` when the detector or the model fails, :class:`InputError` for a file
+        that is not an image."""
+        return self.analyze_frame(image).faces
+
+    def analyze_frame(self, image: np.ndarray | str | Path) -> FrameAnalysis:
+        """:meth:`analyze` with whether the detector ran on this image and the milliseconds of each stage
+        (what the runtime loop records per frame)."""
+        if not isinstance(image, np.ndarray):
+            image = read_image(image)
         card = self.model.card
         t0 = time.perf_counter()
         found, ran = _stage("detect", lambda: self.tracker.detect(image))
@@ -99,6 +149,5 @@ class FaceAnalyzer:
         else:
             t3 = t2
         t4 = time.perf_counter()
-        for stage, ms in (("detect", t1 - t0), ("align", t2 - t1), ("infer", t3 - t2), ("post", t4 - t3)):
-            timings[stage] = ms * 1000.0
-        return results, ran
+        stages = (("detect", t1 - t0), ("align", t2 - t1), ("infer", t3 - t2), ("post", t4 - t3))
+        return FrameAnalysis(results, ran, {stage: seconds * 1000.0 for stage, seconds in stages})

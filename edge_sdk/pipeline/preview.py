@@ -7,9 +7,9 @@ import numpy as np
 
 from edge_sdk.capture.base import Frame
 from edge_sdk.errors import InputError
+from edge_sdk.pipeline.draw import annotate
 from edge_sdk.pipeline.result import FrameResult
 
-STATE_COLORS = {"alert": (0, 0, 255), "clear": (0, 200, 0), "calibrating": (0, 200, 255)}
 WINDOW = "edge-sdk preview (q to quit)"
 
 
@@ -37,20 +37,5 @@ class PreviewWindow:
 
 
 def draw_overlay(image: np.ndarray, result: FrameResult) -> np.ndarray:
-    """A copy of ``image`` with the result drawn on it."""
-    out = image.copy()
-    color = STATE_COLORS.get(result.pain.state.value, (200, 200, 200))
-    for face in result.faces:
-        x, y, w, h = (round(v) for v in face.face.box)
-        cv2.rectangle(out, (x, y), (x + w, y + h), color, 2)
-        if face.face.landmarks is not None:
-            for px, py in face.face.landmarks:
-                cv2.circle(out, (round(px), round(py)), 2, (255, 255, 0), -1)
-        expression = face.expression
-        label = max(expression, key=expression.get) if expression else ""
-        text = f"{label} pspi {face.pspi:.1f}" if face.pspi is not None else label
-        cv2.putText(out, text, (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1, cv2.LINE_AA)
-    score = result.pain.score
-    status = f"{result.pain.state.value}" + (f"  score {score:.1f}" if score is not None else "")
-    cv2.putText(out, status, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, color, 2, cv2.LINE_AA)
-    return out
+    """A copy of ``image`` with the result drawn on it (:func:`edge_sdk.pipeline.draw.annotate`)."""
+    return annotate(image, result)

@@ -4,18 +4,26 @@ The loop signals its own faults: a detector or model failure or bad outputs (``m
 fails to write or reports itself unhealthy (``log_fault``, polled with :func:`sink_health` every
 ``HEALTH_EVERY_S``, never blocking), a frame stuck for ``watchdog_s`` (``pipeline_stalled``: a ``watchdog``
 fault until ``pipeline_recovered``), and a source that is lost or frozen (``source_lost``: ``no_signal``).
-Each one is an event, a stderr line and a state (:class:`~edge_sdk.pipeline.alerts.PainState`); the run's
-:class:`RunSummary` lists the faults, which make ``edge-sdk run`` exit non-zero.
+Each one is an event, a log line (logger ``edge_sdk.pipeline.runner``: warnings for faults, info for state
+changes and status lines; ``edge-sdk run`` shows them on stderr) and a state
+(:class:`~edge_sdk.pipeline.alerts.PainState`); the run's :class:`RunSummary` lists the faults, which make
+``edge-sdk run`` exit non-zero.
+
+Every record and event is stamped on one clock, the capture clock (``time.monotonic()`` when the frame was
+read, :attr:`Frame.timestamp <edge_sdk.capture.base.Frame>`), which the encrypted log stores as wall time.
+Frames and pain events of a file source also carry ``media_time`` (seconds into the file); the pain
+timers run on it so that a file behaves the same at any processing speed.
 """
 
 from __future__ import annotations
 
-import sys
+import dataclasses
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any
 
 from edge_sdk.capture.base import Frame, redact_url
 from edge_sdk.capture.stream import Capture, CaptureEvent
@@ -23,6 +31,8 @@ from edge_sdk.pipeline.alerts import PainEvent, PainMonitor, PainState
 from edge_sdk.pipeline.analyze import MAX_PROBLEM_CHARS, PAIN_UNAVAILABLE, AnalysisFault, FaceAnalyzer
 from edge_sdk.pipeline.result import STAGES, FaceResult, FrameResult
 from edge_sdk.pipeline.sinks import Sink, SinkHealth, sink_health
+
+log = logging.getLogger(__name__)
 
 HEALTH_EVERY_S = 1.0  # how often the sinks' health is polled (a clock comparison per frame otherwise)
 IDLE_S = 0.5  # how often the loop wakes up while no frame arrives
@@ -96,7 +106,8 @@ class RunSummary:
 class Pipeline:
     """Wire an analyzer, a pain monitor and sinks; ``run(capture)`` until the source ends or ``stop()``.
 
-    ``on_result(FrameResult)`` is the in-process callback for kiosk apps. Notices go to ``log`` (stderr).
+    ``on_result(FrameResult)`` is the in-process callback for kiosk apps. Notices are logged (this module's
+    logger): faults and lost signals as warnings, the rest as info.
     """
 
     def __init__(
@@ -109,7 +120,6 @@ class Pipeline:
         max_frames: int | None = None,
         status_every_s: float = 5.0,
         watchdog_s: float = 10.0,
-        log: TextIO | None = None,
         preview: Any = None,
     ) -> None:
         self.analyzer = analyzer
@@ -120,7 +130,6 @@ class Pipeline:
         self.max_frames = max_frames
         self.status_every_s = status_every_s
         self.watchdog_s = watchdog_s
-        self.log = log or sys.stderr
         self.preview = preview
         self.summary = RunSummary()
         self._stop = threading.Event()
@@ -137,8 +146,9 @@ class Pipeline:
         self._log_fault_since: float | None = None
         self._dropped_seen = 0
         self._health_at = 0.0
+        self._started = time.monotonic()  # (reset by run()): camera events are shown as seconds since it
         if not pain.available:
-            self.notice(PAIN_UNAVAILABLE)
+            self.warn(PAIN_UNAVAILABLE)
             self.emit_event({"event": "pain_unavailable", "timestamp": time.monotonic(), "reason": PAIN_UNAVAILABLE})
 
     # ---- control -------------------------------------------------------------------------------
@@ -154,8 +164,13 @@ class Pipeline:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
-    def notice(self, text: str) -> None:
-        print(redact_url(text), file=self.log, flush=True)
+    def notice(self, text: str, level: int = logging.INFO) -> None:
+        """One line for the person watching (URL credentials redacted): a log record of this module."""
+        log.log(level, "%s", redact_url(text))
+
+    def warn(self, text: str) -> None:
+        """A :meth:`notice` at warning level: faults, lost signals, alerts."""
+        self.notice(text, logging.WARNING)
 
     # ---- output --------------------------------------------------------------------------------
     def emit_event(self, record: Mapping[str, Any]) -> None:
@@ -181,7 +196,8 @@ class Pipeline:
         pain_events = self.pain.signal_lost() if event.kind == "source_lost" else []
         if event.kind in ("source_lost", "source_restored"):
             detail = f" after {event.detail['gap_s']} s" if "gap_s" in event.detail else ""
-            self.notice(f"capture: {event.kind.replace('_', ' ')}{detail} ({event.detail.get('reason', '')})".rstrip())
+            text = f"capture: {event.kind.replace('_', ' ')}{detail} ({event.detail.get('reason', '')})".rstrip()
+            self.notice(text, logging.WARNING if event.kind == "source_lost" else logging.INFO)
         self.emit_event(event.to_record())
         for pain_event in pain_events:  # an alert cut by the loss (never silent)
             self.emit_event(pain_event.to_record())
@@ -197,7 +213,9 @@ class Pipeline:
         loud = (PainState.FAULT, PainState.NO_SIGNAL, PainState.UNKNOWN)
         if state in loud or previous in loud:
             why = f" ({self.pain.fault})" if state is PainState.FAULT else ""
-            self.notice(f"state: {previous.value} -> {state.value}{why}")
+            self.notice(
+                f"state: {previous.value} -> {state.value}{why}", logging.WARNING if state in loud else logging.INFO
+            )
 
     # ---- one frame -----------------------------------------------------------------------------
     def process(self, frame: Frame) -> FrameResult:
@@ -209,7 +227,9 @@ class Pipeline:
         primary = faces[0].pspi if faces and self.pain.available else None
         if fault is None and faces and self.pain.available and primary is None:
             fault = "the model gave no PSPI for a face"  # never a silent 0: has_pain promises one
-        status = self.pain.update(frame.clock, primary, fault, face=bool(faces) and fault is None)
+        # The timers run on the frame clock (a file's media time); events are stamped with the capture time.
+        at = None if frame.media_time is None else frame.timestamp
+        status = self.pain.update(frame.clock, primary, fault, face=bool(faces) and fault is None, at=at)
         latency["post"] = latency.get("post", 0.0) + (time.perf_counter() - t0) * 1000.0
         result = FrameResult(frame.index, frame.timestamp, frame.media_time, tuple(faces), status, latency, ran)
         self._stage = "sink"
@@ -234,21 +254,30 @@ class Pipeline:
     def _analyze(self, frame: Frame, latency: dict[str, float]) -> tuple[list[FaceResult], bool, str | None]:
         """Faces, whether the detector ran, and the fault that keeps this frame from being scored (or None)."""
         try:
-            faces, ran = self.analyzer.analyze(frame.image, latency)
+            faces, ran, timings = self.analyzer.analyze_frame(frame.image)
         except AnalysisFault as exc:
             return [], True, exc.problem
+        latency.update(timings)
         return faces, ran, next((f.problem for f in faces if f.problem), None)
 
     def _announce_event(self, event: PainEvent) -> None:
         """The stderr line for a pain event; a model fault is also the run's (exit code)."""
+        when = self._when(event)
         if event.kind in PAIN_NOTICES:
-            self.notice(f"pain: {event.kind.replace('_', ' ')} at t={event.timestamp:.2f}s -> {event.state}")
+            loud = event.kind in ("alert_raised", "alert_interrupted", "alert_resumed", "face_lost")
+            text = f"pain: {event.kind.replace('_', ' ')} at {when} -> {event.state}"
+            self.notice(text, logging.WARNING if loud else logging.INFO)
         elif event.kind == "model_fault":
             self.summary.faults.setdefault("model", event.detail["problem"])
-            self.notice(f"model: FAULT at t={event.timestamp:.2f}s: {event.detail['problem']}")
+            self.warn(f"model: FAULT at {when}: {event.detail['problem']}")
         elif event.kind == "model_recovered":
-            detail = event.detail
-            self.notice(f"model: recovered at t={event.timestamp:.2f}s after {detail['bad_frames']} bad frame(s)")
+            self.notice(f"model: recovered at {when} after {event.detail['bad_frames']} bad frame(s)")
+
+    def _when(self, event: PainEvent) -> str:
+        """When an event happened, for a person: the position in the file, else seconds since the run began."""
+        if event.media_time is not None:
+            return f"media t={event.media_time:.2f}s"
+        return f"t={event.timestamp - self._started:.2f}s"
 
     # ---- sink health ----------------------------------------------------------------------------
     def check_sinks(self, now: float | None = None, announce: bool = True) -> None:
@@ -270,12 +299,12 @@ class Pipeline:
             if self._log_fault_since is None:
                 self._log_fault_since = now
                 self.summary.faults.setdefault("log", problem)
-                self.notice(f"log: FAULT: {problem}")
+                self.warn(f"log: FAULT: {problem}")
                 if announce:
                     event = {"event": "log_fault", "timestamp": now, "problem": problem}
                     self.emit_event({**event, "dropped": dropped, "pending": pending})
             elif not announce:
-                self.notice(f"log: FAULT at close: {problem} ({dropped} row(s) dropped in this run)")
+                self.warn(f"log: FAULT at close: {problem} ({dropped} row(s) dropped in this run)")
         elif self._log_fault_since is not None:
             fault_s = round(now - self._log_fault_since, 3)
             self._log_fault_since = None
@@ -337,7 +366,7 @@ class Pipeline:
                 problem = f"pipeline stalled: one frame in '{stage}' for {busy:.1f} s"
                 self.pain.log_fault(problem, source="watchdog")  # the fault state (never over an alert)
                 self.summary.faults.setdefault("watchdog", problem)  # a fault of the run: exit 1
-                self.notice(f"watchdog: one frame has been in '{stage}' for {busy:.1f} s (backend stuck?)")
+                self.warn(f"watchdog: one frame has been in '{stage}' for {busy:.1f} s (backend stuck?)")
                 self.emit_event(
                     {"event": "pipeline_stalled", "timestamp": time.monotonic(), "stage": stage, "busy_s": busy}
                 )
@@ -361,9 +390,10 @@ class Pipeline:
         watchdog.start()
         period = StageStats()
         whole = StageStats()
-        started = last_status = self._last_frame_at = time.monotonic()
+        started = last_status = self._last_frame_at = self._started = time.monotonic()
         period_frames_start = 0
-        self.emit_event({"event": "run_started", "timestamp": started, "source": capture.source.name})
+        settings = dataclasses.asdict(self.pain.settings)  # what plots and readers of the log judge it against
+        self.emit_event({"event": "run_started", "timestamp": started, "source": capture.source.name, "pain": settings})
         frames = capture.poll_frames(IDLE_S, self.pain.settings.frame_timeout_s)
         try:
             for frame in frames:

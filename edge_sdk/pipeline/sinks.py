@@ -135,37 +135,77 @@ def run_log_path(log_dir: str | Path) -> Path:
 
 
 class StdoutSink:
-    """Events as one readable line each; frames only when ``frames=True`` (one compact line per frame).
+    """Records on a text stream (stdout unless ``stream``): one line per event, and per frame when ``frames``.
 
-    ``run_stopped`` is left out: the CLI prints its own summary of it.
+    ``json_lines=False``: readable lines (``[event] alert_raised from=clear to=alert ...``, ``frame 12: 1 face(s)
+    state=clear pspi=0.41``). ``json_lines=True``: each record as one JSON object per line, the same shape as
+    :class:`JsonLinesSink` writes (``{"kind": ..., "timestamp": ..., **record}``, :func:`minimised`), for a
+    program reading the stream. ``events=False`` leaves events out. The ``run_stopped`` event is left out
+    (``quiet_events``): the CLI prints the run's summary itself.
+
+    A reader that went away (a closed pipe) ends the output quietly: later records are not written,
+    :attr:`reader_gone` says so, and ``on_reader_gone()`` is called once (``edge-sdk run`` stops the run
+    there, as a Unix tool stops on SIGPIPE); it is not a fault of the monitor.
     """
 
     quiet_events = frozenset({"run_stopped"})
 
-    def __init__(self, stream: TextIO | None = None, frames: bool = False) -> None:
+    def __init__(
+        self, stream: TextIO | None = None, frames: bool = False, json_lines: bool = False, events: bool = True
+    ) -> None:
         self.stream = stream or sys.stdout
         self.frames = frames
+        self.json_lines = json_lines
+        self.events = events
+        self.reader_gone = False
+        self.on_reader_gone: Callable[[], object] | None = None
 
     def write(self, record: Mapping[str, Any], kind: str = "frame", timestamp: float | None = None) -> None:
+        if self.reader_gone:
+            return
+        if kind == "event" and (not self.events or record.get("event") in self.quiet_events):
+            return
+        if kind != "event" and not self.frames:
+            return
+        if self.json_lines:
+            line = {"kind": kind, "timestamp": timestamp if timestamp is not None else record.get("timestamp")}
+            line.update(record)
+            text = json.dumps(minimised(line), separators=(",", ":"), allow_nan=False)
+        else:
+            text = self.text_line(record, kind)
+        try:
+            self.stream.write(text + "\n")
+            if kind == "event":
+                self.stream.flush()
+        except BrokenPipeError:
+            self._gone()
+
+    @staticmethod
+    def text_line(record: Mapping[str, Any], kind: str) -> str:
+        """The readable line of one record."""
         if kind == "event":
-            if record.get("event") in self.quiet_events:
-                return
             detail = " ".join(f"{k}={v}" for k, v in record.items() if k not in ("event", "timestamp"))
-            print(f"[event] {record.get('event')} {detail}".rstrip(), file=self.stream)
-        elif self.frames:
-            faces = record.get("faces") or []
-            pspi = record.get("pspi")
-            print(
-                f"frame {record.get('frame')}: {len(faces)} face(s) state={record.get('state')}"
-                + (f" pspi={pspi:.2f}" if pspi is not None else ""),
-                file=self.stream,
-            )
+            return f"[event] {record.get('event')} {detail}".rstrip()
+        faces = record.get("faces") or []
+        pspi = record.get("pspi")
+        state = f"frame {record.get('frame')}: {len(faces)} face(s) state={record.get('state')}"
+        return state + (f" pspi={pspi:.2f}" if pspi is not None else "")
 
     def flush(self) -> None:
-        self.stream.flush()
+        if self.reader_gone:
+            return
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            self._gone()
 
     def close(self) -> None:
         self.flush()
+
+    def _gone(self) -> None:
+        self.reader_gone = True
+        if self.on_reader_gone is not None:
+            self.on_reader_gone()
 
 
 class CallbackSink:

@@ -22,6 +22,8 @@ from pathlib import Path
 
 from edge_sdk.errors import EdgeSdkError, InputError
 from edge_sdk.store.db import LogDatabase, StoredRow
+from edge_sdk.store.records import is_alert_record
+from edge_sdk.store.table import FaceIds, FaceTableSchema, frame_record_rows, record_schema, write_csv
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -110,10 +112,17 @@ def read_records(
     kinds: Iterable[str] | None = None,
     session: str | None = None,
 ) -> Iterator[LogRecord]:
-    """Decrypted records in row order; :class:`LogIntegrityError` at the first row that fails to decrypt."""
-    where, params = _where(since, until, kinds, session)
+    """Decrypted records in row order; :class:`LogIntegrityError` at the first row that fails to decrypt.
+
+    ``kinds`` ``alert`` also selects the alerts the runtime stores as ``event`` rows (``alert_raised``,
+    ``alert_cleared``...: :data:`~edge_sdk.store.records.ALERT_EVENTS`) without the other events."""
+    wanted = set(kinds) if kinds is not None else None
+    stored = None if wanted is None else wanted | ({"event"} if "alert" in wanted else set())
+    where, params = _where(since, until, stored, session)
     for row in db.rows(where, params):
-        yield _decode(db, row)
+        record = _decode(db, row)
+        if wanted is None or record.kind in wanted or is_alert_record(record.kind, record.record):
+            yield record
 
 
 def _decode(db: LogDatabase, row: StoredRow) -> LogRecord:
@@ -175,22 +184,81 @@ def _write_csv(records: Iterable[LogRecord], fh: io.TextIOBase) -> int:
     return len(rows)
 
 
+def _column_type(values: list[object]):  # -> pyarrow.DataType
+    """One Arrow type for a column's values: bool, int64, float64 (ints and floats), else string."""
+    import pyarrow as pa
+
+    kinds = {type(v) for v in values if v is not None}
+    if kinds == {bool}:
+        return pa.bool_()
+    if kinds == {int}:
+        return pa.int64()
+    if kinds and kinds <= {int, float}:
+        return pa.float64()
+    return pa.string()
+
+
+def _arrow_value(value: object, kind) -> object:  # kind: pyarrow.DataType
+    import pyarrow as pa
+
+    if value is None:
+        return None
+    if kind == pa.string() and not isinstance(value, str):
+        return json.dumps(value)  # a column that mixes numbers and text (rare): keep it all as text
+    return value
+
+
 def _write_parquet(records: Iterable[LogRecord], path: Path) -> int:
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise EdgeSdkError(
-            "--format parquet needs pyarrow, which is not installed (pip install pyarrow); "
-            "csv and jsonl need nothing extra"
-        ) from None
-    rows = [r.flat() for r in records]
+    """Typed columns (events' fields are columns of their own): ``time`` a UTC timestamp, numbers int64 or
+    float64, text and mixed columns strings (a list, e.g. a frame's ``faces``, as JSON text; use
+    ``--table faces`` for a column per value)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = []
+    for r in records:
+        row = r.flat()
+        row["time"] = datetime.fromtimestamp(r.time, timezone.utc)
+        rows.append(row)
     columns: dict[str, None] = {}
     for row in rows:
         columns.update(dict.fromkeys(row))
-    table = pa.table({c: [row.get(c) for row in rows] for c in columns})
-    pq.write_table(table, path)
+    arrays = {}
+    for name in columns:
+        values = [row.get(name) for row in rows]
+        kind = pa.timestamp("ms", tz="UTC") if name == "time" else _column_type(values)
+        arrays[name] = pa.array([_arrow_value(v, kind) for v in values] if name != "time" else values, type=kind)
+    pq.write_table(pa.table(arrays), path)
     return len(rows)
+
+
+def face_table(records: Iterable[LogRecord]) -> tuple[list[dict[str, object]], FaceTableSchema]:
+    """The per-face table (:mod:`edge_sdk.store.table`, as ``edge-sdk analyze`` writes it) of the frame
+    records: ``file`` is the session, ``time`` the wall-clock capture time, ``timestamp`` the media time for a
+    file session (else seconds since the session's first frame), face ids tracked per session; the pain
+    columns come from the frame records."""
+    rows: list[dict[str, object]] = []
+    schema = FaceTableSchema(pain=True, wall_time=True)
+    seen: set[tuple[tuple[str, tuple[str, ...]], ...]] = set()
+    ids: dict[str, FaceIds] = {}
+    first: dict[str, float] = {}
+    for r in records:
+        if r.kind != "frame":
+            continue
+        faces = r.record.get("faces")
+        for face in faces if isinstance(faces, list) else ():
+            if isinstance(face, Mapping):
+                key = tuple(sorted((k, tuple(v)) for k, v in face.items() if isinstance(v, Mapping)))
+                if key not in seen:
+                    seen.add(key)
+                    schema = schema.merged(record_schema(face, pain=True, wall_time=True))
+        media = r.record.get("media_time")
+        start = first.setdefault(r.session, r.time)
+        timestamp = float(media) if isinstance(media, (int, float)) else r.time - start
+        when = datetime.fromtimestamp(r.time, timezone.utc).isoformat(timespec="milliseconds")
+        session_ids = ids.setdefault(r.session, FaceIds())
+        rows += [{"time": when, **row} for row in frame_record_rows(r.session, r.record, timestamp, session_ids)]
+    return rows, schema
 
 
 EXPORT_FORMATS = ("csv", "jsonl", "parquet")
@@ -214,18 +282,48 @@ def _new_private_file(out: Path) -> tuple[int, Path]:
     return os.open(tmp, flags, 0o600), tmp
 
 
+EXPORT_TABLES = ("records", "faces")
+
+
+def _write_faces_csv(records: Iterable[LogRecord], fh: io.TextIOBase) -> int:
+    rows, schema = face_table(records)
+    return write_csv(rows, schema, fh)  # type: ignore[arg-type]
+
+
+def _write_faces_parquet(records: Iterable[LogRecord], path: Path) -> int:
+    from edge_sdk.store.table import write_parquet
+
+    rows, schema = face_table(records)
+    return write_parquet(rows, schema, path)
+
+
 def export_records(
-    records: Iterable[LogRecord], fmt: str, out: Path | None, reveal: Mapping[str, str] | None = None
+    records: Iterable[LogRecord],
+    fmt: str,
+    out: Path | None,
+    reveal: Mapping[str, str] | None = None,
+    table: str = "records",
 ) -> int:
-    """Write ``records`` as ``fmt`` to ``out`` (None = stdout; not for parquet); returns the row count."""
+    """Write ``records`` as ``fmt`` to ``out`` (None = stdout; not for parquet); returns the row count.
+
+    ``table`` ``records``: one row per record (frames and events, nested fields as dotted columns);
+    ``faces``: one row per face per frame (:func:`face_table`, csv or parquet)."""
     if fmt not in EXPORT_FORMATS:
         raise InputError(f"--format {fmt!r}: expected one of {', '.join(EXPORT_FORMATS)}")
+    if table not in EXPORT_TABLES:
+        raise InputError(f"--table {table!r}: expected one of {', '.join(EXPORT_TABLES)}")
+    if table == "faces" and fmt == "jsonl":
+        raise InputError("--table faces is a table: use --format csv or parquet")
     records = _revealed(records, reveal or {})
+    write_text = {"csv": _write_csv, "jsonl": _write_jsonl}
+    write_file = _write_parquet
+    if table == "faces":
+        write_text, write_file = {"csv": _write_faces_csv}, _write_faces_parquet
     if out is None:
         if fmt == "parquet":
             raise InputError("--format parquet needs --out FILE")
         records = list(records)  # decrypt everything before printing anything
-        return (_write_csv if fmt == "csv" else _write_jsonl)(records, sys.stdout)
+        return write_text[fmt](records, sys.stdout)
     if fmt == "parquet":  # fail before decrypting anything when pyarrow is missing
         try:
             import pyarrow  # noqa: F401
@@ -239,10 +337,10 @@ def export_records(
         fd, tmp = _new_private_file(out)
         if fmt == "parquet":
             os.close(fd)
-            count = _write_parquet(records, tmp)
+            count = write_file(records, tmp)
         else:
             with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-                count = (_write_csv if fmt == "csv" else _write_jsonl)(records, fh)
+                count = write_text[fmt](records, fh)
         os.replace(tmp, out)
         return count
     except OSError as exc:

@@ -20,6 +20,16 @@ from edge_sdk.privacy import EXCLUDED_FIELDS
 PUBLIC_KINDS: frozenset[str] = frozenset({"frame", "alert", "event"})
 INTERNAL_KINDS: frozenset[str] = frozenset({"audit"})
 ALL_KINDS: frozenset[str] = PUBLIC_KINDS | INTERNAL_KINDS
+#: The runtime stores alerts as kind ``event`` with one of these ``event`` names (``alert`` rows are written
+#: by callers that use that kind); ``log export --kind alert`` selects both.
+ALERT_EVENTS: frozenset[str] = frozenset(
+    {"alert_raised", "alert_cleared", "alert_interrupted", "alert_resumed", "alert_acknowledged"}
+)
+
+
+def is_alert_record(kind: str, record: Mapping[str, object]) -> bool:
+    """An ``alert`` row, or an ``event`` row whose ``event`` is one of :data:`ALERT_EVENTS`."""
+    return kind == "alert" or (kind == "event" and record.get("event") in ALERT_EVENTS)
 
 
 @dataclass(frozen=True)
