@@ -413,7 +413,7 @@ def markdown(record: dict[str, Any]) -> str:
     lines = [
         "# Architecture zoo: other model families through every target, per x86 int8-kernel class",
         "",
-        "Reproduce, one heavy-lock stretch per model (results merge by model): `python "
+        "Reproduce, one run per model (results merge by model): `python "
         "benchmarks/arch_zoo.py --models M` for M = keras (with `--fresh` to start anew), mobilefacenet, "
         f"efficientnet_lite ({record['seconds'] / 60:.0f} min here for the runs recorded below, zoo training "
         "excluded: it is cached in .cache/zoo/).",
@@ -554,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     path = args.out / "arch_zoo.json"
-    # One invocation per model (or a few) keeps each heavy-lock stretch short; results merge by model key.
+    # One invocation per model (or a few) keeps each run short; results merge by model key.
     record: dict[str, Any] = {} if args.fresh or not path.is_file() else json.loads(path.read_text(encoding="utf-8"))
     zoo = tuple(n for n in names if n in ZOO_MODELS)
     if zoo:

@@ -445,6 +445,13 @@ def test_beyond_loopback_a_login_is_required(ward, tmp_path):
         ack = json.dumps({"device_id": "bed-1", "event_id": "x:1"}).encode()
         assert request("POST", "/api/ack", ack, {**session, **form})[0].status == 415
         assert request("POST", "/api/ack", ack, {"Content-Type": "application/json"})[0].status == 401
+        # guessing is throttled per address: after MAX_FAILED_LOGINS failures even the right password gets 429
+        from edge_sdk.station.web import MAX_FAILED_LOGINS
+
+        for _ in range(MAX_FAILED_LOGINS):
+            assert request("POST", "/login", wrong, form)[0].status == 401
+        response, body = request("POST", "/login", right, form)
+        assert response.status == 429 and b"Too many failed logins" in body, response.status
     finally:
         _stop(proc)
     assert proc.returncode == 0, (folder / f"station-{port}.log").read_text()[-3000:]

@@ -86,6 +86,29 @@ def tls_context(ca_file: str | None, cert_file: str | None = None, key_file: str
     return context
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):  # a redirect is not a delivery: never follow it with the body
+        return None
+
+
+class HttpForwarder:
+    """What the HTTP forwarders (webhook, FHIR) share: an opener that never follows redirects, and no background
+    work of their own (the :class:`Sender` thread calls ``deliver``)."""
+
+    def __init__(self, context: ssl.SSLContext | None) -> None:
+        self.context = context
+        self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _NoRedirect)
+
+    def start(self) -> None:
+        pass
+
+    def tick(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
 def post(opener: urllib.request.OpenerDirector, request: urllib.request.Request, label: str, timeout: float) -> None:
     """Send ``request``; return only on an HTTP 2xx (the receiver has the event), else :class:`DeliveryError`
     naming ``label`` (the endpoint). Redirects count as failures: the opener must not follow them."""

@@ -27,7 +27,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from edge_sdk.forward import messages as m
-from edge_sdk.forward.base import Check, endpoint_checks, post, read_secret, tls_context
+from edge_sdk.forward.base import Check, HttpForwarder, endpoint_checks, post, read_secret, tls_context
 
 if TYPE_CHECKING:
     from edge_sdk.pipeline.config import FhirSettings, ForwardSettings
@@ -124,7 +124,7 @@ def bundle(event: m.Event, *, synthetic: bool = False) -> dict[str, Any]:
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
 
 
-class FhirForwarder:
+class FhirForwarder(HttpForwarder):
     """POSTs alert bundles to a FHIR R4 server (see the module docstring)."""
 
     name = "fhir"
@@ -134,20 +134,10 @@ class FhirForwarder:
         self.base_url = (settings.base_url or "").rstrip("/")
         self.token = read_secret(settings.token_file, "forward.fhir", "token_file") if settings.token_file else None
         self.synthetic = synthetic
-        self.context = tls_context(settings.ca_file) if self.base_url.startswith("https://") else None
-        self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=self.context))
+        super().__init__(tls_context(settings.ca_file) if self.base_url.startswith("https://") else None)
 
     def wants(self, event: m.Event) -> bool:
         return event.event in FHIR_EVENTS
-
-    def start(self) -> None:
-        pass
-
-    def tick(self) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}

@@ -18,7 +18,7 @@ import urllib.request
 from typing import TYPE_CHECKING
 
 from edge_sdk.forward import messages as m
-from edge_sdk.forward.base import Check, endpoint_checks, post, read_secret, tls_context
+from edge_sdk.forward.base import Check, HttpForwarder, endpoint_checks, post, read_secret, tls_context
 
 if TYPE_CHECKING:
     from edge_sdk.pipeline.config import ForwardSettings, WebhookSettings
@@ -45,12 +45,7 @@ def verify_signature(
     return skew <= max_skew_s and hmac.compare_digest(sign(secret, timestamp, body), signature or "")
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):  # a redirect is not a delivery: never follow it with the body
-        return None
-
-
-class WebhookForwarder:
+class WebhookForwarder(HttpForwarder):
     """POSTs events to ``[forward.webhook] url`` (see the module docstring)."""
 
     name = "webhook"
@@ -59,20 +54,10 @@ class WebhookForwarder:
         self.settings = settings
         self.url = settings.url or ""
         self.secret = read_secret(settings.secret_file, "forward.webhook", "secret_file").encode()
-        self.context = tls_context(settings.ca_file) if self.url.startswith("https://") else None
-        self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=self.context), _NoRedirect)
+        super().__init__(tls_context(settings.ca_file) if self.url.startswith("https://") else None)
 
     def wants(self, event: m.Event) -> bool:
         return True
-
-    def start(self) -> None:
-        pass
-
-    def tick(self) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
 
     def request(self, event: m.Event, now: float | None = None) -> urllib.request.Request:
         body = m.event_payload(event)

@@ -42,7 +42,36 @@ STREAM_EVERY_S = 1.0
 #: ... and checks for changes this often.
 STREAM_POLL_S = 0.2
 FAILED_LOGIN_DELAY_S = 1.0
+MAX_FAILED_LOGINS = 5  # per client address within LOGIN_WINDOW_S; then every login attempt gets 429 until it ends
+LOGIN_WINDOW_S = 300.0
 _DUMMY_HASH = "scrypt:16384:8:1:AAAAAAAAAAAAAAAAAAAAAA==:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+
+
+class LoginThrottle:
+    """Failed logins per client address; an address with :data:`MAX_FAILED_LOGINS` failures in the last
+    :data:`LOGIN_WINDOW_S` seconds is refused (without checking the password) until the oldest one ages out."""
+
+    def __init__(self, limit: int = MAX_FAILED_LOGINS, window_s: float = LOGIN_WINDOW_S) -> None:
+        self.limit, self.window_s = limit, window_s
+        self._failures: dict[str, list[float]] = {}
+
+    def _recent(self, address: str, now: float) -> list[float]:
+        recent = [t for t in self._failures.get(address, []) if now - t < self.window_s]
+        if recent:
+            self._failures[address] = recent
+        else:
+            self._failures.pop(address, None)
+        return recent
+
+    def blocked(self, address: str, now: float | None = None) -> bool:
+        return len(self._recent(address, time.monotonic() if now is None else now)) >= self.limit
+
+    def failed(self, address: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        self._failures[address] = [*self._recent(address, now), now]
+
+    def succeeded(self, address: str) -> None:
+        self._failures.pop(address, None)
 
 
 class Sessions:
@@ -104,6 +133,7 @@ def build_app(
     from starlette.routing import Route
 
     sessions = Sessions()
+    throttle = LoginThrottle()
     secure = web.tls_cert is not None
     anonymous = f"station@{socket.gethostname()} (no login)"
 
@@ -131,6 +161,11 @@ def build_app(
         if request.method == "GET":
             return HTMLResponse(login_page(nonce), headers=_csp(nonce))
         # the form is urlencoded (the page's own form); parsed here, so no multipart package is needed
+        address = request.client.host if request.client else "?"
+        if throttle.blocked(address):
+            log.warning("login refused for %s: %d failed logins within %g s", address, throttle.limit, LOGIN_WINDOW_S)
+            message = "Too many failed logins from this address; try again in a few minutes."
+            return HTMLResponse(login_page(nonce, message), status_code=429, headers=_csp(nonce))
         body = (await request.body())[:4096].decode("utf-8", "replace")
         form = {k: v[0] for k, v in parse_qs(body, keep_blank_values=True).items()}
         name, password = form.get("user", ""), form.get("password", "")
@@ -138,10 +173,12 @@ def build_app(
         # the scrypt check runs for unknown names too (same time either way), off the event loop
         ok = await asyncio.to_thread(verify_password, password, stored or _DUMMY_HASH)
         if not (ok and stored):
-            log.warning("failed login for %r from %s", name, request.client.host if request.client else "?")
+            log.warning("failed login for %r from %s", name, address)
+            throttle.failed(address)
             await asyncio.sleep(FAILED_LOGIN_DELAY_S)
             return HTMLResponse(login_page(nonce, "Wrong user or password."), status_code=401, headers=_csp(nonce))
         log.info("login: %s", name)
+        throttle.succeeded(address)
         response = RedirectResponse(".", status_code=303)
         response.set_cookie(
             COOKIE, sessions.create(name), max_age=int(SESSION_S), httponly=True, samesite="strict", secure=secure
