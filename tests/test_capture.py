@@ -247,7 +247,9 @@ def test_frozen_camera_is_lost_after_the_frame_timeout_not_the_driver_timeout() 
     )  # one loss: the driver's later failure is the same gap
     lost, restored = events[0], events[1]
     assert "no new frame for 0.3 s" in lost.detail["reason"]
-    assert 0.3 <= lost.timestamp - got[2].timestamp < 1.0  # reported at the timeout, long before the 1.5 s read fails
+    # the last frame before the freeze (a live source may drop one of the first three on a loaded machine)
+    last_before = max(f.timestamp for f in got if f.timestamp <= lost.timestamp)
+    assert 0.3 <= lost.timestamp - last_before < 1.0  # reported at the timeout, long before the 1.5 s read fails
     assert restored.detail["gap_s"] >= 1.4 and capture.stats.gap_s >= 1.4
     assert len(got) + capture.stats.dropped == 5
 

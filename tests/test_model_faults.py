@@ -8,6 +8,7 @@ has no activation. Everything runs on ONNX Runtime.
 from __future__ import annotations
 
 import copy
+import json
 import shutil
 from pathlib import Path
 
@@ -161,7 +162,9 @@ def test_card_command_fails_damaged_or_out_of_range_models(tmp_path: Path, capsy
     assert main(["card", str(unclamped_intensity_model(tmp_path))]) == 2
     assert "outside [-5, 10]" in capsys.readouterr().err
     assert main(["card", "demo"]) == 0
-    assert "forward pass: ok on onnxruntime" in capsys.readouterr().out
+    shown = capsys.readouterr()
+    assert "forward pass: ok on onnxruntime" in shown.err  # the verdict; stdout holds the card JSON alone
+    assert json.loads(shown.out)["name"] == "edge-sdk-demo-synthetic"
 
 
 # ---- weights hash in embedded cards ----------------------------------------------------------------------
