@@ -251,53 +251,13 @@ def judge(manifest: dict[str, Any], partial: Path | None = None) -> dict[str, An
 
 
 def run_emulated(manifest: dict[str, Any], cpu: str, work: Path, jobs: int) -> dict[str, Any]:
-    """:func:`judge` inside ``qemu-x86_64 -cpu CPU``, one emulated process per model, ``jobs`` at a time (as
-    benchmarks/int8_isa.py does; the real interpreter binary runs there, not a shim)."""
-    qemu = shutil.which("qemu-x86_64")
-    if qemu is None:
-        raise SystemExit("qemu-x86_64 not found: apt-get install -y qemu-user (or pass --no-emulate)")
-    t0 = time.perf_counter()
-    pending = list(manifest["models"])
-    running: list[tuple[str, subprocess.Popen[bytes], Path, Path, float]] = []
-    results: dict[str, Any] = {}
-    while pending or running:
-        while pending and len(running) < jobs:
-            prepared = pending.pop(0)
-            key = prepared["key"]
-            one = work / f"manifest-{key}.json"
-            one.write_text(json.dumps({"models": [prepared]}))
-            out, log = work / f"judge-{cpu}-{key}.json", work / f"judge-{cpu}-{key}.log"
-            out.unlink(missing_ok=True)  # never read a previous run's results
-            argv = [qemu, "-cpu", cpu, sys.executable, str(Path(__file__).resolve()), "--judge", str(one),
-                    "--judge-out", str(out)]  # fmt: skip
-            logger.info("emulated (%s, log %s)", key, log)
-            with log.open("wb") as sink:
-                proc = subprocess.Popen(argv, cwd=REPO, stdout=sink, stderr=sink)
-                running.append((key, proc, out, log, time.perf_counter()))
-        time.sleep(2)
-        for entry in running:  # an emulated judge past its time is stopped; what it judged so far is kept
-            if entry[1].poll() is None and time.perf_counter() - entry[4] > EMULATED_TIMEOUT_S:
-                logger.warning("emulated judge of %s ran past %d s: stopped", entry[0], EMULATED_TIMEOUT_S)
-                entry[1].terminate()
-                entry[1].wait()
-        for entry in [r for r in running if r[1].poll() is not None]:
-            running.remove(entry)
-            key, proc, out, log, _ = entry
-            if proc.returncode != 0 and not out.is_file():
-                raise SystemExit(f"emulated judge of {key} exited {proc.returncode}; see {log}")
-            results[key] = json.loads(out.read_text())
-            if proc.returncode != 0:  # died natively on one artifact: the ones judged before it are kept
-                rows = results[key]["models"].setdefault(key, {})
-                for target in next(m for m in manifest["models"] if m["key"] == key)["artifacts"]:
-                    rows.setdefault(target, {"error": f"the emulated process ended early (exit {proc.returncode})"})
-            logger.info("emulated %s done (%.0f s)", key, time.perf_counter() - t0)
-    first = next(iter(results.values()), {})
-    return {
-        "int8_kernels": first.get("int8_kernels"),
-        "u8s8_saturates": first.get("u8s8_saturates"),
-        "models": {key: r["models"][key] for key, r in results.items()},
-        "seconds": round(time.perf_counter() - t0, 1),
-    }
+    """:func:`judge` inside ``qemu-x86_64 -cpu CPU``, one emulated process per model, ``jobs`` at a time, each
+    stopped after :data:`EMULATED_TIMEOUT_S` (benchmarks/int8_isa.py's scheduler)."""
+    from benchmarks.int8_isa import run_emulated as run_judges
+
+    return run_judges(
+        manifest, cpu, work, jobs, script=Path(__file__).resolve(), key="key", timeout_s=EMULATED_TIMEOUT_S
+    )
 
 
 # ---- 4. report ---------------------------------------------------------------------------------------------------

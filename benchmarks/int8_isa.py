@@ -215,40 +215,64 @@ def latencies(manifest: dict[str, Any], runs: int) -> dict[str, dict[str, float]
     return table
 
 
-def run_emulated(manifest: dict[str, Any], cpu: str, work: Path, jobs: int) -> dict[str, Any]:
-    """:func:`judge` inside ``qemu-x86_64 -cpu CPU``, one emulated process per model (``jobs`` at a time; the
-    emulator runs one core each). The real interpreter binary runs there: a pyenv/venv shim script would not."""
+def run_emulated(
+    manifest: dict[str, Any],
+    cpu: str,
+    work: Path,
+    jobs: int,
+    *,
+    script: Path | None = None,
+    key: str = "model",
+    timeout_s: float | None = None,
+) -> dict[str, Any]:
+    """``script --judge`` inside ``qemu-x86_64 -cpu CPU``, one emulated process per entry of ``manifest["models"]``
+    (named by its field ``key``), ``jobs`` at a time (the emulator runs one core each). The real interpreter binary
+    runs there: a pyenv/venv shim script would not. A process running past ``timeout_s`` is stopped. One that ended
+    early keeps the artifacts it judged when its entry lists ``artifacts`` and it wrote results (the others are
+    marked with an ``error``); otherwise it stops the benchmark."""
     qemu = shutil.which("qemu-x86_64")
     if qemu is None:
         raise SystemExit("qemu-x86_64 not found: apt-get install -y qemu-user (or pass --no-emulate)")
     t0 = time.perf_counter()
     pending = list(manifest["models"])
-    running: list[tuple[str, subprocess.Popen[bytes], Path, Path]] = []
+    running: list[tuple[dict[str, Any], subprocess.Popen[bytes], Path, Path, float]] = []
     results: dict[str, Any] = {}
     while pending or running:
         while pending and len(running) < jobs:
             prepared = pending.pop(0)
-            name = prepared["model"]
+            name = prepared[key]
             one = work / f"manifest-{name}.json"
             one.write_text(json.dumps({"models": [prepared]}))
             out, log = work / f"judge-{cpu}-{name}.json", work / f"judge-{cpu}-{name}.log"
-            argv = [qemu, "-cpu", cpu, sys.executable, str(Path(__file__).resolve()), "--judge", str(one),
-                    "--judge-out", str(out)]  # fmt: skip
+            out.unlink(missing_ok=True)  # never read a previous run's results
+            judge = script or Path(__file__).resolve()
+            argv = [qemu, "-cpu", cpu, sys.executable, str(judge), "--judge", str(one), "--judge-out", str(out)]
             logger.info("emulated (%s, log %s): %s", name, log, " ".join(argv))
             with log.open("wb") as sink:
-                running.append((name, subprocess.Popen(argv, cwd=REPO, stdout=sink, stderr=sink), out, log))
+                proc = subprocess.Popen(argv, cwd=REPO, stdout=sink, stderr=sink)
+                running.append((prepared, proc, out, log, time.perf_counter()))
         time.sleep(2)
+        for entry in running:  # a judge past its time is stopped; what it judged so far is kept
+            if timeout_s is not None and entry[1].poll() is None and time.perf_counter() - entry[4] > timeout_s:
+                logger.warning("emulated judge of %s ran past %d s: stopped", entry[0][key], timeout_s)
+                entry[1].terminate()
+                entry[1].wait()
         for entry in [r for r in running if r[1].poll() is not None]:
             running.remove(entry)
-            name, proc, out, log = entry
-            if proc.returncode != 0:
+            prepared, proc, out, log, _ = entry
+            name = prepared[key]
+            if proc.returncode != 0 and not (out.is_file() and "artifacts" in prepared):
                 raise SystemExit(f"emulated judge of {name} exited {proc.returncode}; see {log}")
             results[name] = json.loads(out.read_text())
+            if proc.returncode != 0:  # died on one artifact: the ones judged before it are kept
+                rows = results[name]["models"].setdefault(name, {})
+                for target in prepared["artifacts"]:
+                    rows.setdefault(target, {"error": f"the emulated process ended early (exit {proc.returncode})"})
             logger.info("emulated %s done (%.0f s)", name, time.perf_counter() - t0)
-    first = next(iter(results.values()))
+    first = next(iter(results.values()), {})
     return {
-        "int8_kernels": first["int8_kernels"],
-        "u8s8_saturates": first["u8s8_saturates"],
+        "int8_kernels": first.get("int8_kernels"),
+        "u8s8_saturates": first.get("u8s8_saturates"),
         "models": {name: r["models"][name] for name, r in results.items()},
         "seconds": round(time.perf_counter() - t0, 1),
     }
