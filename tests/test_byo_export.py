@@ -12,6 +12,7 @@ import pytest
 
 from edge_sdk.backend import load_backend
 from edge_sdk.cli import main
+from edge_sdk.cpu import cpu_flags
 from tests.conftest import REPO, shared_file
 
 BYO_TORCH = REPO / "tests" / "byo_torch_model.py"
@@ -46,7 +47,7 @@ def test_torch_model_prunes_through_the_cli(tmp_path: Path) -> None:
     assert _outputs(pruned, shape) == expected
     for target in ("cpu", "openvino"):
         row = rows[target]
-        if target == "openvino" and str(row.get("reason", "")).startswith("native crash") and _has_amx():
+        if target == "openvino" and str(row.get("reason", "")).startswith("native crash") and "amx_int8" in cpu_flags():
             # Measured 2026-12-03 (Intel Xeon, amx_int8, openvino 2026.4.1): this pruned MobileNetV3-small INT8 IR
             # segfaults in OpenVINO's CPU plugin with its AMX kernels at batch 1 (f32 or bf16 hint alike) and runs
             # with ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI or AVX2. The export isolates the crash and names it.
@@ -88,10 +89,3 @@ def test_keras_model_through_two_targets(tmp_path: Path) -> None:
     for row in report["rows"]:
         assert row["status"] in ("passed", "failed") and not row.get("reason"), row
         assert row["metrics"]["expression_agreement"] is not None
-
-
-def _has_amx() -> bool:
-    try:
-        return "amx_int8" in Path("/proc/cpuinfo").read_text(encoding="utf-8")
-    except OSError:
-        return False

@@ -19,11 +19,9 @@ import ipaddress
 import socket
 import sys
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from edge_sdk.errors import EdgeSdkError
-
-DEFAULT_PORTS = {"mqtts": 8883, "mqtt": 1883, "https": 443, "http": 80}
+from edge_sdk.forward.base import host_port
 
 
 def endpoints(forward) -> list[tuple[str, int]]:
@@ -35,11 +33,7 @@ def endpoints(forward) -> list[tuple[str, int]]:
         urls.append(forward.webhook.url)
     if forward.fhir is not None:
         urls.append(forward.fhir.base_url)
-    out = []
-    for url in urls:
-        parts = urlsplit(url or "")
-        out.append((parts.hostname or "", parts.port or DEFAULT_PORTS.get(parts.scheme, 443)))
-    return out
+    return [host_port(url or "") for url in urls]
 
 
 def _is_address(host: str) -> bool:

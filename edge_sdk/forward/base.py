@@ -31,6 +31,9 @@ _log = logging.getLogger("edge_sdk.forward")
 BACKOFF_START_S = 0.5
 
 
+DEFAULT_PORTS = {"mqtts": 8883, "mqtt": 1883, "https": 443, "http": 80}
+
+
 class DeliveryError(Exception):
     """A delivery that was not acknowledged (it is retried with back-off)."""
 
@@ -123,10 +126,15 @@ def post(opener: urllib.request.OpenerDirector, request: urllib.request.Request,
         raise DeliveryError(f"{label}: HTTP {status}")
 
 
-def endpoint_checks(url: str, default_port: int, context: ssl.SSLContext | None, timeout: float) -> list[Check]:
-    """DNS, TCP and (for TLS) the handshake with certificate and host name verified, for ``doctor``."""
+def host_port(url: str) -> tuple[str, int]:
+    """(host, port) of an endpoint URL, the scheme's default port (:data:`DEFAULT_PORTS`) when it names none."""
     parts = urlsplit(url)
-    host, port = parts.hostname or "", parts.port or default_port
+    return parts.hostname or "", parts.port or DEFAULT_PORTS.get(parts.scheme, 443)
+
+
+def endpoint_checks(url: str, context: ssl.SSLContext | None, timeout: float) -> list[Check]:
+    """DNS, TCP and (for TLS) the handshake with certificate and host name verified, for ``doctor``."""
+    host, port = host_port(url)
     checks: list[Check] = []
     try:
         addresses = sorted({info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)})

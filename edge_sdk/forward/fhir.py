@@ -151,7 +151,7 @@ class FhirForwarder(HttpForwarder):
         post(self._opener, request, self.base_url, self.settings.timeout_s)
 
     def check(self, timeout: float = 5.0) -> list[Check]:
-        checks = endpoint_checks(self.base_url, 443 if self.context else 80, self.context, timeout)
+        checks = endpoint_checks(self.base_url, self.context, timeout)
         if not all(c.ok for c in checks if c.step != "tls" or self.context):
             return checks
         request = urllib.request.Request(f"{self.base_url}/metadata", headers=self._headers(), method="GET")

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from edge_sdk.errors import InputError
 from edge_sdk.forward import messages as m
-from edge_sdk.forward.base import Check, DeliveryError, endpoint_checks, read_secret, tls_context
+from edge_sdk.forward.base import Check, DeliveryError, endpoint_checks, host_port, read_secret, tls_context
 
 if TYPE_CHECKING:
     from edge_sdk.pipeline.config import ForwardSettings, MqttSettings
@@ -61,9 +61,8 @@ class MqttForwarder:
         self.state = state
         self.on_ack = on_ack
         self.on_connected = on_connected
-        parts = urlsplit(settings.url or "")
-        self.secure = parts.scheme == "mqtts"
-        self.host, self.port = parts.hostname or "", parts.port or (8883 if self.secure else 1883)
+        self.secure = urlsplit(settings.url or "").scheme == "mqtts"
+        self.host, self.port = host_port(settings.url or "")
         self.password = (
             read_secret(settings.password_file, "forward.mqtt", "password_file") if settings.password_file else None
         )
@@ -188,7 +187,7 @@ class MqttForwarder:
     # -- doctor ------------------------------------------------------------------------------------
     def check(self, timeout: float = 5.0) -> list[Check]:
         """DNS, TCP, TLS, then a real MQTT login (a separate clean session) and its verdict."""
-        checks = endpoint_checks(self.settings.url or "", self.port, self.context, timeout)
+        checks = endpoint_checks(self.settings.url or "", self.context, timeout)
         if not all(c.ok for c in checks if c.step != "tls" or self.secure):
             return checks
         client = self._make_client(f"edge-sdk-doctor-{self.device_id}", clean=True)

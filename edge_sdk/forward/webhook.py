@@ -76,4 +76,4 @@ class WebhookForwarder(HttpForwarder):
         post(self._opener, self.request(event), self.url, self.settings.timeout_s)
 
     def check(self, timeout: float = 5.0) -> list[Check]:
-        return endpoint_checks(self.url, 443 if self.context else 80, self.context, timeout)
+        return endpoint_checks(self.url, self.context, timeout)

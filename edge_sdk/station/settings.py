@@ -16,10 +16,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from edge_sdk.errors import InputError
+from edge_sdk.forward.base import DEFAULT_PORTS
 from edge_sdk.forward.messages import DEFAULT_TOPIC, MessageError, subscription
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
-MQTT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def parse_broker_url(url: str, *, insecure: bool = False, flag: str = "--mqtt") 
         port = parts.port
     except ValueError as exc:
         raise InputError(f"{flag} {url!r}: {exc}") from None
-    if parts.scheme not in MQTT_PORTS or not parts.hostname:
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
         raise InputError(f"{flag} {url!r}: expected mqtts://HOST[:PORT] (or mqtt://HOST[:PORT] with --insecure)")
     if parts.username or parts.password:
         raise InputError(f"{flag} {url!r}: put no credentials in the URL; use --username and --password-file")
@@ -97,7 +97,7 @@ def parse_broker_url(url: str, *, insecure: bool = False, flag: str = "--mqtt") 
         raise InputError(
             f"{flag} {url!r}: mqtt:// sends passwords and alerts unencrypted; use mqtts:// (or --insecure for a lab)"
         )
-    return parts.hostname, port or MQTT_PORTS[parts.scheme], parts.scheme == "mqtts"
+    return parts.hostname, port or DEFAULT_PORTS[parts.scheme], parts.scheme == "mqtts"
 
 
 def _readable_file(path: Path | None, flag: str) -> Path | None:
