@@ -13,7 +13,6 @@ Exit codes: 0 the table was written; 2 an error (one ``error: ...`` line naming 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 from edge_sdk.analysis.local import labelled_rows, unit_rows
 from edge_sdk.analysis.work import DEFAULT_CHUNK_FRAMES, AnalyzeSettings, plan, schema_for
+from edge_sdk.cpu import usable_cores
 from edge_sdk.errors import InputError
 from edge_sdk.face.detect import DETECTOR_KINDS
 from edge_sdk.face.select import FACE_POLICIES
@@ -107,7 +107,7 @@ def _settings(args: argparse.Namespace) -> AnalyzeSettings:
         raise InputError(f"--workers {args.workers}: expected an integer >= 1")
     threads = args.threads
     if threads is None and (args.workers > 1 or args.ray):
-        threads = max(1, (os.cpu_count() or 1) // args.workers) if not args.ray else 1
+        threads = max(1, usable_cores() // args.workers) if not args.ray else 1
     return AnalyzeSettings(
         model=args.model,
         backend=args.backend,
