@@ -6,6 +6,7 @@ SQLite's ``database or disk is full`` injected into the db layer."""
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import math
 import os
@@ -301,7 +302,7 @@ def test_full_disk_mid_run_keeps_the_loop_fast_drops_oldest_frames_and_writes_ba
     alerts += _bedside_loop(sink, range(300, 1800), full)
     health = sink.health()
     assert not health.ok and "disk full" in health.problem
-    assert health.dropped > 0 and health.pending <= 400 + 4 * 16
+    assert health.dropped > 0 and health.pending <= 400  # the bound counts the batch being written too
     # (bounds loose enough for a loaded 2-core box; before, one flush() waited 10 s and the loop fell to 0.1 FPS)
     assert max(full.flushes) < 0.25, "the loop's flush() must not wait on a full disk"
     assert full.p(0.5) < 0.002 and max(full.writes) < 0.5, (full.p(0.5), max(full.writes))
@@ -345,7 +346,7 @@ def test_full_disk_at_start_still_monitors_and_opens_the_log_when_space_returns(
     alerts = _bedside_loop(sink, range(1000), times)
     assert max(times.flushes) < 0.25 and times.p(0.5) < 0.002
     health = sink.health()
-    assert not health.ok and health.dropped > 0 and health.pending <= 300 + 4 * 16
+    assert not health.ok and health.dropped > 0 and health.pending <= 300
     disk.free()
     _wait_for(lambda: sink.health().ok)
     assert sink.flush(10)
@@ -353,7 +354,12 @@ def test_full_disk_at_start_still_monitors_and_opens_the_log_when_space_returns(
     sink.close()
     frames, events, problems = _frames(disk.log_dir, key_file)
     assert problems == []
-    assert len(frames) == 1000 - dropped and frames == list(range(1000 - len(frames), 1000))  # newest kept
+    # The newest are kept; the batch whose write was under way when space returned may land before them.
+    assert len(frames) == 1000 - dropped and frames == sorted(set(frames))
+    gaps = [(a, b) for a, b in itertools.pairwise(frames) if b != a + 1]
+    never_dropped = 2 * 20 + 1  # an alert and an event every 50 frames, and session_start, share the bound
+    newest = 300 - 4 * tuning.batch_size - never_dropped
+    assert len(gaps) <= 1 and frames[-newest:] == list(range(1000 - newest, 1000)), gaps
     assert sum(e["count"] for e in events if e.get("event") == "rows_dropped") == dropped
     assert _kinds(disk.log_dir, key_file).count("alert") == alerts
     assert [e["event"] for e in events if e.get("event") in ("session_start", "session_end")] == [

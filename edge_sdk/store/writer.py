@@ -2,8 +2,10 @@
 
 * ``submit`` never blocks and never touches the disk. It returns a *ticket* (1, 2, 3, ... per writer) or
   None when the record itself was dropped.
-* Memory bound: at most ``queue_limit`` rows wait in memory (rows waiting for their batch and rows held
-  back by a storage fault). Beyond it the **oldest** waiting ``frame`` rows are dropped and counted;
+* Memory bound: at most ``queue_limit`` rows wait in memory (rows waiting for their batch, rows held
+  back by a storage fault and the batch a write is trying now). Beyond it the **oldest** waiting ``frame``
+  rows are dropped and counted (a batch already being written is not: if that write succeeds, e.g. the
+  disk had space again, it lands on disk beside the newest rows, and the gap is a ``rows_dropped`` event);
   ``alert``/``event``/``audit`` rows are never dropped (they are rare and clinically relevant). Every drop
   is written to the log as a ``rows_dropped`` event (count, first/last time, reason) with the next commit.
 * The writer thread commits a batch when ``batch_size`` rows wait, ``flush_interval`` seconds after the
@@ -207,7 +209,7 @@ class LogWriter:
         with self._cond:
             if self._closing:
                 raise RuntimeError("the log writer is closed")
-            if len(self._frames) + len(self._others) >= self.queue_limit:
+            if self._held() >= self.queue_limit:
                 if row.kind == "frame" and not self._frames:
                     self._count_drop(row)
                     return None
@@ -262,7 +264,7 @@ class LogWriter:
             return WriterHealth(
                 committed_ticket=self._committed_ticket,
                 committed_rows=self._committed_rows,
-                waiting=len(self._frames) + len(self._others) + len(self._in_flight),
+                waiting=self._held(),
                 dropped=self._dropped,
                 purged=self._purged,
                 storage_error=self._storage_error,
@@ -273,7 +275,7 @@ class LogWriter:
 
     def _fault(self) -> str | None:
         """What is wrong now, in words (caller holds the lock)."""
-        held = len(self._frames) + len(self._others) + len(self._in_flight)
+        held = self._held()
         if self._stopped is not None:
             return f"log writer stopped ({self._stopped}); {held} rows not written"
         if self._lost_at_close:
@@ -289,9 +291,13 @@ class LogWriter:
             oldest.append(self._in_flight[0].ticket)
         return not oldest or min(oldest) > target
 
+    def _held(self) -> int:
+        """Rows in memory: waiting, held back, or in the write now under way (caller holds the lock)."""
+        return len(self._frames) + len(self._others) + len(self._in_flight)
+
     def _drop_oldest_frames(self, keep: int) -> None:
         """Drop the oldest waiting frames until at most ``keep`` rows are held (caller holds the lock)."""
-        while self._frames and len(self._frames) + len(self._others) > keep:
+        while self._frames and self._held() > keep:
             self._count_drop(self._frames.popleft().row)
 
     def _count_drop(self, row: PendingRow) -> None:
@@ -340,7 +346,8 @@ class LogWriter:
                 self._cond.wait(wait)
             batch: list[_Item] = []
             if time.monotonic() >= self._retry_at:
-                while len(batch) < 4 * self.batch_size and (self._frames or self._others):
+                most = min(4 * self.batch_size, max(1, self.queue_limit // 2))  # room is left for new rows
+                while len(batch) < most and (self._frames or self._others):
                     batch.append(self._pop_oldest())
             if not (self._frames or self._others):
                 self._flush_wanted = False
