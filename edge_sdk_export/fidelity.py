@@ -211,6 +211,26 @@ def apply_gates(metrics: dict[str, float | None], gates: dict[str, Gate]) -> tup
     return all(r.status != "fail" for r in results), results
 
 
+def gate_margin(metrics: dict[str, float | None], gates: dict[str, Gate]) -> float:
+    """The worst gate's margin, relative to the room between its threshold and a perfect value (1 for a
+    ``>=`` gate, 0 for a ``<=`` gate): > 0 when every gate passes, < 0 when one fails, 1 for a perfect copy.
+
+    >>> gate_margin({"expression_agreement": 0.99, "pspi_mae": 0.075}, DEFAULT_GATES)
+    0.5
+    """
+    margins = []
+    for gate in gates.values():
+        value = metrics.get(gate.metric)
+        if value is None:
+            continue
+        if gate.higher_is_better:
+            room = 1.0 - gate.threshold
+            margins.append((value - gate.threshold) / room if room > 0 else value - gate.threshold)
+        else:
+            margins.append((gate.threshold - value) / gate.threshold if gate.threshold > 0 else -value)
+    return float(min(margins)) if margins else 1.0
+
+
 def fidelity_score(card: ModelCard, ref_raw: HeadOutputs, out_raw: HeadOutputs) -> float:
     """One number in [0, 1] for NNCF's accuracy control: the worst of expression agreement, AU F1 and VA CCC."""
     metrics = compare(card, ref_raw, out_raw)

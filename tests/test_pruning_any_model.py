@@ -194,3 +194,65 @@ def test_gray_nhwc_model_with_heads_packed_in_one_output():
     with torch.no_grad():
         (out,) = result.model(torch.zeros(2, 32, 32, 1))
     assert tuple(out.shape) == (2, 10)
+
+
+def test_distillation_keeps_the_best_checked_weights_and_stops_when_checks_stop_improving(byo):
+    """A validator that likes the untrained student best: step 0's weights come back, training stops after
+    ``patience`` checks without a better score, and the report lists every check."""
+    model, card = byo
+    data = _crops(card, 64, 14)
+    scores = iter([0.5, 0.1, 0.2, 0.3, 0.4, 0.9])  # never better than step 0 within patience 3
+    seen: list[dict[str, torch.Tensor]] = []
+
+    def validator(student) -> float:
+        seen.append({k: v.clone() for k, v in student.state_dict().items()})
+        return next(scores)
+
+    from edge_sdk_export.pruning import distill
+
+    raw = prune_and_recover(model, RATIO, data, card, steps=0, seed=0, progress=False).model
+    student = prune_and_recover(model, RATIO, data, card, steps=0, seed=0, progress=False).model
+    teacher = model
+    report = distill(
+        student, teacher, data, steps=40, batch=16, seed=0, progress=False, card=card,
+        validator=validator, check_every=5, patience=3,
+    )  # fmt: skip
+    assert [c["step"] for c in report["checks"]] == [0, 5, 10, 15]
+    assert report["kept_step"] == 0 and report["kept_score"] == 0.5 and report["steps_run"] == 15
+    kept = student.state_dict()
+    assert all(torch.equal(kept[k], v) for k, v in raw.state_dict().items())
+    assert not all(torch.equal(seen[-1][k], v) for k, v in raw.state_dict().items())  # it did train meanwhile
+
+
+def test_distillation_keeps_later_weights_when_they_score_better(byo):
+    model, card = byo
+    data = _crops(card, 64, 15)
+    scores = iter([0.1, 0.2, 0.3])
+    student = prune_and_recover(model, RATIO, data, card, steps=0, seed=0, progress=False).model
+    from edge_sdk_export.pruning import distill
+
+    report = distill(
+        student, model, data, steps=10, batch=16, seed=0, progress=False, card=card,
+        validator=lambda _s: next(scores), check_every=5,
+    )  # fmt: skip
+    assert report["kept_step"] == 10 and report["steps_run"] == 10 and len(report["checks"]) == 3
+
+
+def test_gate_margin_is_the_worst_gate_relative_to_its_room():
+    from edge_sdk_export.fidelity import DEFAULT_GATES, gate_margin
+
+    perfect = {"expression_agreement": 1.0, "au_occurrence_f1": 1.0, "va_ccc": 1.0, "pspi_mae": 0.0}
+    assert gate_margin(perfect, DEFAULT_GATES) == pytest.approx(1.0)
+    assert gate_margin({**perfect, "expression_agreement": 0.97}, DEFAULT_GATES) == pytest.approx(-0.5)
+    assert gate_margin({**perfect, "pspi_mae": 0.3}, DEFAULT_GATES) == pytest.approx(-1.0)
+    assert gate_margin({**perfect, "va_ccc": None}, DEFAULT_GATES) == pytest.approx(1.0)  # no such head
+
+
+def test_validation_crops_are_whole_blocks_kept_out_of_distillation():
+    from edge_sdk_export.pipeline import VALIDATION_BLOCK, VALIDATION_EVERY, VALIDATION_REAL, _validation_mask
+
+    mask = _validation_mask(1000)
+    assert mask.sum() == 1000 // VALIDATION_EVERY
+    picked = np.flatnonzero(mask)
+    assert picked[0] == (VALIDATION_EVERY - 1) * VALIDATION_BLOCK and np.all(np.diff(picked)[:9] == 1)
+    assert _validation_mask(100_000).sum() == VALIDATION_REAL
