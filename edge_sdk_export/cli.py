@@ -23,7 +23,7 @@ from edge_sdk_export.pipeline import (
     ExportOptions,
     run_export,
 )
-from edge_sdk_export.pruning import DEFAULT_ROUND_TO, DEFAULT_STEPS
+from edge_sdk_export.pruning import DEFAULT_LR, DEFAULT_ROUND_TO, DEFAULT_STEPS
 from edge_sdk_export.recovery import DEFAULT_MAX_FLOAT_LAYERS
 from edge_sdk_export.report import markdown_table, typed_rows
 
@@ -65,6 +65,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--distill-steps",
         type=int,
         help=f"knowledge-distillation steps after pruning (default {DEFAULT_STEPS})",
+    )
+    parser.add_argument(
+        "--distill-lr",
+        type=float,
+        help=f"peak learning rate of the distillation (default {DEFAULT_LR:g}; the best checkpoint is kept)",
     )
     parser.add_argument(
         "--distill-synthetic",

@@ -52,7 +52,7 @@ from edge_sdk_export.calibration import (
 from edge_sdk_export.exporters import Exported, ExportJob, exporter_for
 from edge_sdk_export.fidelity import DEFAULT_GATES, Gate, apply_gates, compare, gate_margin
 from edge_sdk_export.isolation import MAX_TIMEOUT_S, MIN_TIMEOUT_S, EvalSettings, TargetTask, run_isolated
-from edge_sdk_export.pruning import DEFAULT_ROUND_TO, DEFAULT_STEPS
+from edge_sdk_export.pruning import DEFAULT_LR, DEFAULT_ROUND_TO, DEFAULT_STEPS
 from edge_sdk_export.recovery import DEFAULT_MAX_FLOAT_LAYERS, RecoverySettings
 
 if TYPE_CHECKING:
@@ -100,6 +100,7 @@ class ExportOptions:
     global_pruning: bool = False
     round_to: int | None = DEFAULT_ROUND_TO  # kept channels: multiples of this (None: exact ratio)
     distill_steps: int = DEFAULT_STEPS
+    distill_lr: float = DEFAULT_LR
     distill_synthetic: int | None = None  # rendered faces added to distillation (None: demo only)
     max_drop: float | None = None
     # cpu/jetson: when a gate fails, keep at most this many layers in float to pass it (0: recovery off)
@@ -341,7 +342,7 @@ class DistillData:
     """Crops to distil on, and crops kept out of it that choose the checkpoint (both preprocessed, float16)."""
 
     train: np.ndarray
-    validation: np.ndarray
+    validation: dict[str, np.ndarray]  # {"calibration": real crops, "rendered": rendered faces}; empty ones left out
     summary: dict[str, Any]
 
 
@@ -362,9 +363,14 @@ def _distill_data(faces: FaceSets, card: ModelCard, count: int, seed: int) -> Di
     0.068 -> 0.158 against FP32: it overfits the 300 crops).
     """
     real = _preprocess_float16(faces.pool, card)
-    mask = _validation_mask(len(real)) if len(real) >= 2 * VALIDATION_BLOCK * VALIDATION_EVERY else np.zeros(0, bool)
-    train, validation = ([real[~mask]], [real[mask]]) if mask.any() else ([real], [real[:0]])
-    summary: dict[str, Any] = {"calibration_crops": len(train[0]), "validation_calibration_crops": len(validation[0])}
+    train, validation = [real], {}
+    if len(real) >= 2 * VALIDATION_BLOCK * VALIDATION_EVERY:
+        mask = _validation_mask(len(real))
+        train, validation = [real[~mask]], {"calibration": real[mask]}
+    summary: dict[str, Any] = {
+        "calibration_crops": len(train[0]),
+        "validation_calibration_crops": len(validation.get("calibration", ())),
+    }
     if count > 0:
         logger.info("rendering %d unlabelled synthetic faces for distillation", count)
         extra = synthetic_crops(card.input.height, card.input.width, count, DISTILL_SYNTHETIC_SEED + seed)
@@ -373,32 +379,37 @@ def _distill_data(faces: FaceSets, card: ModelCard, count: int, seed: int) -> Di
         check = synthetic_crops(
             card.input.height, card.input.width, DISTILL_VALIDATION_RENDERED, DISTILL_VALIDATION_SEED + seed
         )
-        validation.append(_preprocess_float16(check.crops, card))
+        validation["rendered"] = _preprocess_float16(check.crops, card)
         summary["validation_synthetic_crops"] = len(check)
-    return DistillData(np.concatenate(train), np.concatenate(validation), summary)
+    return DistillData(np.concatenate(train), validation, summary)
 
 
-def _validator(source: SourceModel, card: ModelCard, data: np.ndarray, options: ExportOptions) -> Any:
-    """Scores a pruned student by :func:`gate_margin` of its outputs against the FP32 source on ``data``
-    (crops it is not trained on); None when there are none."""
-    if not len(data):
+def _validator(source: SourceModel, card: ModelCard, groups: dict[str, np.ndarray], options: ExportOptions) -> Any:
+    """Scores a pruned student by :func:`gate_margin` of its outputs against the FP32 source on crops it is not
+    trained on, per group (real calibration crops, rendered faces), and keeps the worst group's: a few real
+    crops must not be outvoted by many rendered ones. None when there are no such crops."""
+    if not groups:
         logger.warning("no crops to spare for choosing the distillation checkpoint: the last step is kept")
         return None
     import torch
 
     from edge_sdk_export.pruning import to_layout
 
-    batch = data.astype(np.float32)
-    reference = _batch_outputs(load_backend(source.onnx, threads=options.threads), batch)
-    x = torch.from_numpy(to_layout(batch, card))
+    backend = load_backend(source.onnx, threads=options.threads)
+    checks = []
+    for crops in groups.values():
+        batch = crops.astype(np.float32)
+        checks.append((torch.from_numpy(to_layout(batch, card)), _batch_outputs(backend, batch)))
 
-    def score(student: Any) -> float:
+    def outputs(student: Any, x: Any) -> HeadOutputs:
         chunks = [student(x[i : i + 256]) for i in range(0, len(x), 256)]
-        raw = {
+        return {
             name: torch.cat([chunk[k] for chunk in chunks]).detach().numpy()
             for k, name in enumerate(card.output_tensors)
         }
-        return gate_margin(compare(card, reference, raw), options.gates)
+
+    def score(student: Any) -> float:
+        return min(gate_margin(compare(card, reference, outputs(student, x)), options.gates) for x, reference in checks)
 
     return score
 
@@ -420,7 +431,7 @@ def prune_step(ctx: RunContext, source: SourceModel, faces: FaceSets, ref: Refer
         options.prune * 100,
         options.distill_steps,
         len(data.train),
-        len(data.validation),
+        sum(len(crops) for crops in data.validation.values()),
     )
     result = prune_and_recover(
         source.torch_model,
@@ -428,6 +439,7 @@ def prune_step(ctx: RunContext, source: SourceModel, faces: FaceSets, ref: Refer
         data.train,
         card,
         steps=options.distill_steps,
+        lr=options.distill_lr,
         seed=options.seed,
         global_pruning=options.global_pruning,
         progress=options.progress,
@@ -641,6 +653,8 @@ def _check_options(options: ExportOptions) -> list[str]:
         raise InputError(
             f"--target-timeout {options.target_timeout_s}: expected seconds in [{MIN_TIMEOUT_S:g}, {MAX_TIMEOUT_S:g}]"
         )
+    if not options.distill_lr > 0:
+        raise InputError(f"--distill-lr {options.distill_lr}: expected a learning rate > 0 (e.g. 1e-4)")
     if options.max_float_layers < 0:
         raise InputError(f"--max-float-layers {options.max_float_layers}: expected a number of layers >= 0 (0: off)")
     if not 0.0 < options.heldout_fraction < 1.0:

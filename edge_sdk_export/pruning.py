@@ -36,7 +36,12 @@ log = logging.getLogger(__name__)
 
 DEFAULT_STEPS = 2000  # ~3.5 min on a 2-core x86 box (~0.1 s per batch of 64)
 DEFAULT_BATCH = 64
-DEFAULT_LR = 1e-3  # starting from the teacher's own weights: 4e-3 first knocked the student far off it
+# Starting from the teacher's own weights: 1e-3 (and 4e-3 before it) first knocked the pruned student far off
+# them. Measured on the pruned MobileFaceNet of the zoo (2-core Xeon): at 1e-3 its validation score fell from
+# 0.36 to -2.5 in 250 steps and was still below step 0's after 1000; at 1e-4 it passed every gate on the real
+# held-out crops after 250 steps and reached AU F1 0.989 / VA CCC 0.9998 / PSPI MAE 0.027 after 750 (step 0:
+# 0.943 / 0.964 / 0.102). The demo's pruned network lost 0.995 -> 0.839 agreement in 250 steps at 1e-3.
+DEFAULT_LR = 1e-4
 KD_TEMPERATURE = 2.0
 # Optionally round kept channel counts down to a multiple (``--round-to``): int8 kernels work in channel
 # blocks. Measured on the pruned demo (2-core x86, 1 thread): ONNX Runtime's CPU int8 file ran 0.252 ms with

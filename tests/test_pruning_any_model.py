@@ -256,3 +256,30 @@ def test_validation_crops_are_whole_blocks_kept_out_of_distillation():
     picked = np.flatnonzero(mask)
     assert picked[0] == (VALIDATION_EVERY - 1) * VALIDATION_BLOCK and np.all(np.diff(picked)[:9] == 1)
     assert _validation_mask(100_000).sum() == VALIDATION_REAL
+
+
+def test_the_export_validator_scores_per_group_and_keeps_the_worst(tmp_path: Path):
+    """The pipeline's checkpoint score: the unpruned model itself scores ~1 (perfect) on both groups; a student
+    that is perfect on rendered faces but off on the real crops scores as the real crops say."""
+    from edge_sdk_export.pipeline import ExportOptions, _validator, resolve_step
+
+    options = ExportOptions(model="demo", targets=["cpu"], calib="synthetic", out=tmp_path / "out", threads=1)
+    source = resolve_step(options, tmp_path)
+    card = source.card
+    groups = {"calibration": _crops(card, 24, 16), "rendered": _crops(card, 24, 17)}
+    score = _validator(source, card, groups, options)
+    teacher = source.torch_model.eval()
+    with torch.no_grad():
+        assert score(teacher) == pytest.approx(1.0, abs=1e-3)
+
+        real = torch.from_numpy(groups["calibration"].astype(np.float32))
+
+        class OffOnRealCrops(torch.nn.Module):
+            """The teacher, except that on the real crops its outputs are reversed (every head far off)."""
+
+            def forward(self, x):
+                outputs = teacher(x)
+                return tuple(o.flip(-1) for o in outputs) if torch.equal(x, real) else outputs
+
+        assert score(OffOnRealCrops()) < 0
+    assert _validator(source, card, {}, options) is None
