@@ -62,7 +62,7 @@ logger = logging.getLogger(__name__)
 
 DISTILL_SYNTHETIC_SEED = 8001  # unlabelled rendered faces added to distillation; disjoint from held-out
 DISTILL_VALIDATION_SEED = 8501  # rendered faces that choose the distillation checkpoint (never trained on)
-DISTILL_VALIDATION_RENDERED = 500
+DISTILL_VALIDATION_RENDERED = 500  # at most; never more than the rendered faces distilled on
 # Calibration-side crops kept out of distillation to choose its checkpoint: blocks of this many consecutive
 # crops (neighbouring video frames are near copies), every VALIDATION_EVERY-th block, at most VALIDATION_REAL.
 VALIDATION_BLOCK = 10
@@ -376,9 +376,8 @@ def _distill_data(faces: FaceSets, card: ModelCard, count: int, seed: int) -> Di
         extra = synthetic_crops(card.input.height, card.input.width, count, DISTILL_SYNTHETIC_SEED + seed)
         train.append(_preprocess_float16(extra.crops, card))
         summary["synthetic_crops"] = len(extra)
-        check = synthetic_crops(
-            card.input.height, card.input.width, DISTILL_VALIDATION_RENDERED, DISTILL_VALIDATION_SEED + seed
-        )
+        checks = min(count, DISTILL_VALIDATION_RENDERED)
+        check = synthetic_crops(card.input.height, card.input.width, checks, DISTILL_VALIDATION_SEED + seed)
         validation["rendered"] = _preprocess_float16(check.crops, card)
         summary["validation_synthetic_crops"] = len(check)
     return DistillData(np.concatenate(train), validation, summary)
