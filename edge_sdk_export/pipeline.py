@@ -390,22 +390,18 @@ def _validator(source: SourceModel, card: ModelCard, groups: dict[str, np.ndarra
     if not groups:
         logger.warning("no crops to spare for choosing the distillation checkpoint: the last step is kept")
         return None
-    import torch
-
+    from edge_sdk_export.onnx_io import torch_outputs
     from edge_sdk_export.pruning import to_layout
 
     backend = load_backend(source.onnx, threads=options.threads)
     checks = []
     for crops in groups.values():
         batch = crops.astype(np.float32)
-        checks.append((torch.from_numpy(to_layout(batch, card)), _batch_outputs(backend, batch)))
+        checks.append((to_layout(batch, card), _batch_outputs(backend, batch)))
 
-    def outputs(student: Any, x: Any) -> HeadOutputs:
-        chunks = [student(x[i : i + 256]) for i in range(0, len(x), 256)]
-        return {
-            name: torch.cat([chunk[k] for chunk in chunks]).detach().numpy()
-            for k, name in enumerate(card.output_tensors)
-        }
+    def outputs(student: Any, x: np.ndarray, size: int = 256) -> HeadOutputs:
+        chunks = [torch_outputs(student, x[i : i + size]) for i in range(0, len(x), size)]
+        return {name: np.concatenate([chunk[k] for chunk in chunks]) for k, name in enumerate(card.output_tensors)}
 
     def score(student: Any) -> float:
         return min(gate_margin(compare(card, reference, outputs(student, x)), options.gates) for x, reference in checks)
