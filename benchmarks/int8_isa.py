@@ -51,7 +51,7 @@ FER_CARD = REPO / "examples" / "cards" / "fer2013_big_XCEPTION.card.json"
 RESULTS = Path(__file__).with_name("results")
 WORK = REPO / "artifacts" / "int8_isa"
 UNFUSED = "@unfused"  # row suffix: judged with graph optimisations off (simulated quantization)
-PROXIES = ("jetson-sym", "jetson-sym-rr")  # TensorRT files, judged both ways
+PROXIES = ("jetson-sym", "jetson-sym-rr", "jetson-sym-eq")  # TensorRT files, judged both ways
 EMULATED_CPUS = {"haswell": "Haswell"}  # --emulate NAME -> qemu -cpu model (AVX2, FMA; no AVX512, no VNNI)
 
 logger = logging.getLogger("int8_isa")
@@ -65,6 +65,7 @@ class Candidate:
     target: str  # "cpu" | "jetson"
     label: str
     scheme: Any  # edge_sdk_export.quant_onnx.QdqScheme
+    equalize: bool = False  # quantize the activation-equalized FP32 graph (what the export ships since 2026-12-03)
 
 
 def candidates() -> list[Candidate]:
@@ -83,6 +84,8 @@ def candidates() -> list[Candidate]:
         Candidate("cpu-s8s8-rr", "cpu", "S8S8, reduce_range", replace(base_cpu, activation="int8", reduce_range=True)),
         Candidate("jetson-sym", "jetson", "symmetric int8 act. + weights, 8-bit", base_trt),
         Candidate("jetson-sym-rr", "jetson", "symmetric int8, reduce_range", replace(base_trt, reduce_range=True)),
+        Candidate("cpu-u8s8-rr-eq", "cpu", "U8S8, reduce_range, equalized (the cpu file)", ORT_CPU_SCHEME, True),
+        Candidate("jetson-sym-eq", "jetson", "symmetric int8, equalized (the jetson file)", TENSORRT_SCHEME, True),
     ]
 
 
@@ -131,6 +134,7 @@ def prepare(name: str, work: Path) -> dict[str, Any]:
 def quantize_all(prepared: dict[str, Any]) -> dict[str, str]:
     """Every candidate's QDQ file for one model: key -> path."""
     from edge_sdk.backend import load_backend
+    from edge_sdk_export.equalize import equalize_for_int8
     from edge_sdk_export.pipeline import _artifact_card
     from edge_sdk_export.quant_onnx import quantize_qdq
 
@@ -139,10 +143,14 @@ def quantize_all(prepared: dict[str, Any]) -> dict[str, str]:
     card = load_backend(fp32, threads=1).card
     calib = np.load(folder / "calib.npy")
     files = {}
+    equalized = folder / "fp32_equalized.onnx"
     for cand in candidates():
         t0 = time.perf_counter()
         target_card = _artifact_card(card, cand.target, "0" * 64, 0.0, {"source": "benchmarks/int8_isa.py"})
-        path = quantize_qdq(fp32, folder / f"{cand.key}.onnx", target_card, calib, cand.scheme)
+        if cand.equalize and not equalized.exists():
+            equalize_for_int8(fp32, equalized, card, calib, fold_batchnorm=True)
+        source = equalized if cand.equalize else fp32
+        path = quantize_qdq(source, folder / f"{cand.key}.onnx", target_card, calib, cand.scheme)
         logger.info("%s %s: quantized in %.0f s", prepared["model"], cand.key, time.perf_counter() - t0)
         files[cand.key] = str(path)
     return files

@@ -93,6 +93,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"(default {DEFAULT_MAX_FLOAT_LAYERS})",
     )
     parser.add_argument(
+        "--no-equalize",
+        action="store_true",
+        help="jetson/cpu/rpi: quantize the FP32 model as it is, without first equalizing the channel ranges "
+        "between convolution pairs (see the report's checks.equalization)",
+    )
+    parser.add_argument(
         "--gate",
         action="append",
         metavar="METRIC=VALUE",
@@ -166,6 +172,7 @@ def options_from_args(args: argparse.Namespace) -> ExportOptions:
         gates=parse_gates(args.gate),
         detector=create_detector(args.detector, args.detector_model) if needs_detector else None,
         progress=not args.no_progress,
+        equalize=not args.no_equalize,
     )
 
 

@@ -8,6 +8,7 @@ on the runtime that will actually run it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,6 +22,8 @@ from edge_sdk.errors import InputError
 from edge_sdk.targets import get_target, resolve
 from edge_sdk_export.artifacts import write_sidecar
 from edge_sdk_export.recovery import RecoverySettings
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class ExportJob:
     max_drop: float | None = None
     # QDQ targets: keep the fewest layers in float that pass the gates (None: recovery off)
     recovery: RecoverySettings | None = None
+    # jetson/cpu/rpi: rescale channels between conv pairs before quantizing (False: quantize the parent as is)
+    equalize: bool = True
 
 
 @dataclass
@@ -51,20 +56,40 @@ class Exported:
     reason: str | None = None  # why the artifact fails its gates beyond the gates' own messages (recovery's budget)
 
 
+def _equalized(job: ExportJob, fold_batchnorm: bool) -> tuple[Path, dict[str, Any]]:
+    """An FP32 copy of ``job.parent`` with activation ranges equalized on the calibration batch
+    (:func:`edge_sdk_export.equalize.equalize_for_int8`: the same function, better suited to per-tensor INT8)
+    and its check entry; the parent itself when equalization is off or cannot run (logged, in the check)."""
+    from edge_sdk_export.equalize import equalize_for_int8
+
+    if not job.equalize:
+        return job.parent, {"pairs": 0, "off": True}
+    path = job.work / f"{job.stem}.fp32_equalized.onnx"
+    try:
+        result = equalize_for_int8(job.parent, path, job.card, job.calib, fold_batchnorm)
+    except Exception as exc:  # onnx/onnxruntime raise several types; quantizing the parent as is still works
+        logger.warning("activation equalization skipped for %s: %s", job.parent.name, str(exc)[:300])
+        return job.parent, {"pairs": 0, "skipped": str(exc)[:300]}
+    return path, result.to_check()
+
+
 def _qdq_export(job: ExportJob, scheme: Any) -> Exported:
-    """Quantize ``job.parent`` to a QDQ file with ``scheme``, recover accuracy when a gate fails (layers kept in
-    float, see :mod:`edge_sdk_export.recovery`), and prove the file's QDQ structure."""
+    """Quantize ``job.parent`` (activation-equalized) to a QDQ file with ``scheme``, recover accuracy when a gate
+    fails (layers kept in float, see :mod:`edge_sdk_export.recovery`), and prove the file's QDQ structure."""
     from edge_sdk_export.quant_onnx import check_qdq, quantize_qdq
     from edge_sdk_export.recovery import recover_qdq
 
-    path = quantize_qdq(job.parent, job.out_dir / f"{job.stem}.onnx", job.card, job.calib, scheme)
+    equalized, equalization = _equalized(job, fold_batchnorm=True)
+    path = quantize_qdq(equalized, job.out_dir / f"{job.stem}.onnx", job.card, job.calib, scheme)
     recovery = None
     if job.recovery is not None and len(job.heldout):
-        recovery = recover_qdq(path, job.parent, job.card, job.heldout, job.heldout_ref, job.recovery, job.work)
+        # Float layers take their weights from the graph that was quantized: the equalized one.
+        recovery = recover_qdq(path, equalized, job.card, job.heldout, job.heldout_ref, job.recovery, job.work)
     float_nodes = () if recovery is None else recovery.float_nodes
     # Layers kept in float read no DequantizeLinear by design; check_qdq holds every other node to the scheme.
     kwargs = {"float_nodes": float_nodes} if float_nodes else {}
     exported = Exported([path], job.parent, {"qdq": check_qdq(path, scheme, **kwargs)})
+    exported.checks["equalization"] = equalization
     if recovery is not None:
         exported.checks["recovery"] = recovery.to_check()
         exported.notes += [note] if (note := recovery.note()) else []
@@ -123,8 +148,10 @@ def export_rpi(job: ExportJob) -> Exported:
     inputs = None
     if job.recovery is not None and len(job.heldout):
         inputs = TfliteRecoveryInputs(job.heldout, job.heldout_ref, job.recovery, job.work / "recovery", reference)
+    # BatchNorm left as it is: the graph onnx2tf converts stays the parent's, only its weights rescaled.
+    equalized, equalization = _equalized(job, fold_batchnorm=False)
     path, card, recovery = quantize_tflite_recovering(
-        job.parent, job.out_dir / f"{job.stem}.tflite", job.card, job.calib, inputs
+        equalized, job.out_dir / f"{job.stem}.tflite", job.card, job.calib, inputs
     )
     sidecar = write_sidecar(card, [path])
     mixed = recovery is not None and bool(recovery.float_layers)
@@ -135,6 +162,7 @@ def export_rpi(job: ExportJob) -> Exported:
         else "int8 (dequantized by the LiteRT backend with each tensor's scale/zero point)",
         "representative_rows": len(job.calib),
         "tensor_names": {h.name: h.output for h in card.heads},
+        "equalization": equalization,
     }
     exported = Exported([path, sidecar], reference, checks)
     if recovery is not None:

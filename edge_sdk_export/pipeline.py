@@ -105,6 +105,7 @@ class ExportOptions:
     max_drop: float | None = None
     # cpu/jetson: when a gate fails, keep at most this many layers in float to pass it (0: recovery off)
     max_float_layers: int = DEFAULT_MAX_FLOAT_LAYERS
+    equalize: bool = True  # jetson/cpu/rpi: activation equalization before INT8 (edge_sdk_export.equalize)
     gates: dict[str, Gate] = field(default_factory=lambda: dict(DEFAULT_GATES))
     force: bool = False
     seed: int = 0
@@ -551,6 +552,7 @@ def export_step(ctx: RunContext, parent: Parent, faces: FaceSets, ref: Reference
             heldout_ref=ref.outputs,
             max_drop=options.max_drop,
             recovery=RecoverySettings(max_float_layers, dict(options.gates), options.threads, options.latency_runs),
+            equalize=options.equalize,
         )
         job.work.mkdir(parents=True, exist_ok=True)
         task = TargetTask(TARGETS[target], job, ref.outputs, ref.size, parent.params, settings)

@@ -50,6 +50,11 @@ def quantize_openvino(
     # Absolute min/max activation ranges instead of NNCF's default averaged per-sample ranges: users calibrate
     # on their own footage, which need not cover every face the model will see, and averaged ranges clip the
     # rest (measured on the demo: PSPI MAE vs FP32 0.37 -> 0.15, VA CCC 0.974 -> 0.997).
+    # NNCF's overflow_fix stays at its default (half-range weights in the first layer only). ENABLE (every layer,
+    # its fix for x86 without VNNI) was measured on 2026-12-03 (Xeon, x86-vnni): the pruned demo's IR fell from
+    # 0.981 to 0.9735 expression agreement (fail) on VNNI, while with the default the FER2013 Xception's IR
+    # agrees 1.000 on VNNI but 0.962 under an emulated AVX2 CPU (qemu Haswell). The card's validated_on makes
+    # `doctor`/`run` warn on a CPU of another int8 kernel class.
     advanced = AdvancedQuantizationParameters(activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX)
     preset = nncf.QuantizationPreset.MIXED
     # Full bias correction instead of NNCF's fast one: it re-estimates each layer's bias shift on the quantized

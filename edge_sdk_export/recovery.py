@@ -16,7 +16,8 @@ A *layer* is a node reading a ``DequantizeLinear`` output together with the elem
 follow it alone (``Conv -> Q -> DQ -> Relu``: TensorRT and ONNX Runtime fuse them; :func:`layer_nodes`). In
 float it reads float inputs (the tensor before its ``QuantizeLinear``, through any Relu/Clip the quantizer
 folded into that QuantizeLinear) and the FP32 parent's weights and bias (from the same BatchNorm-folded graph
-``quantize_qdq`` quantized), and nothing is quantized between it and its activations. Every other tensor
+``quantize_qdq`` quantized: the exporters pass the activation-equalized copy, :mod:`edge_sdk_export.equalize`, as
+``parent``), and nothing is quantized between it and its activations. Every other tensor
 keeps the scale and zero point of the all-INT8 file, so one calibration serves every variant and each trial
 is one inference pass. A float layer's output is still quantized where an INT8 layer reads it; between two
 float layers the tensor stays float.

@@ -97,7 +97,11 @@ def fixture_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Model
     return path, backend.card, calib, heldout, backend.run(heldout)
 
 
-def _job(fixture: tuple, tmp_path: Path, target: str, budget: int, gates: dict | None = None) -> ExportJob:
+def _job(
+    fixture: tuple, tmp_path: Path, target: str, budget: int, gates: dict | None = None, equalize: bool = False
+) -> ExportJob:
+    """The export job of the fixture; equalization off by default (it fixes the bad layer outright, see
+    test_equalization_fixes_the_bad_layer_without_float_layers), so recovery is what is tested."""
     parent, card, calib, heldout, ref = fixture
     from dataclasses import replace
 
@@ -117,6 +121,7 @@ def _job(fixture: tuple, tmp_path: Path, target: str, budget: int, gates: dict |
         heldout=heldout,
         heldout_ref=ref,
         recovery=RecoverySettings(budget, gates, threads=2, latency_runs=3),
+        equalize=equalize,
     )
 
 
@@ -206,3 +211,15 @@ def test_negative_budget_is_bad_input(tmp_path: Path) -> None:
     options = ExportOptions(model="demo", targets=["cpu"], calib="synthetic", out=tmp_path / "o", max_float_layers=-1)
     with pytest.raises(InputError, match="--max-float-layers -1"):
         _check_options(options)
+
+
+def test_equalization_fixes_the_bad_layer_without_float_layers(fixture_model: tuple, tmp_path: Path) -> None:
+    """The export's default: the spread channel is rescaled into ``mix`` before quantizing, so the all-INT8 file
+    passes and recovery is not needed."""
+    job = _job(fixture_model, tmp_path, "cpu", budget=8, equalize=True)
+    exported = export_cpu(job)
+    assert exported.checks["equalization"]["pairs"] >= 1
+    assert exported.checks["recovery"] == {"needed": False, "max_float_layers": 8, "float_layers": []}
+    assert _dq_fed(onnx.load(str(exported.files[0])), BAD_LAYER)
+    row = _evaluate(job, exported, dict(DEFAULT_GATES))
+    assert row.status == "passed", row.gates

@@ -1,0 +1,275 @@
+"""Activation equalization: rescale channels between two convolutions so per-tensor INT8 ranges fit every channel.
+
+INT8 files quantize each activation tensor with *one* scale (ONNX Runtime QDQ, TensorRT, TFLite). When a few
+channels of a tensor span a wide range and most span a narrow one, the narrow ones keep only a handful of the 256
+levels. Networks trained with a group-sparsity penalty (the structured-pruning recipe) are like that by design:
+measured on the pruned MobileFaceNet of the architecture zoo, the expansion layers' widest channel is 10-34x the
+median one and up to 89 % of the channels stay below a tenth of the widest, and INT8 lost AU F1 0.921 / VA CCC
+0.938 (cpu) against FP32 while weights-only INT8 kept 0.991 / 0.998 (benchmarks/results/arch_zoo.md).
+
+For a pair ``Conv A -> [act] -> Conv B`` where the tensor between them is read by B alone and ``act`` is
+positive-homogeneous per channel (Relu, LeakyRelu, PRelu: ``act(x / s) = act(x) / s`` for ``s > 0``), dividing
+A's output channel ``i`` (weights and bias) by ``s_i`` and multiplying B's input channel ``i`` by ``s_i`` leaves
+the model's function unchanged and shrinks the spread of that tensor's channel ranges:
+
+* B depthwise (one input channel per output channel): ``s_i = sqrt(r_i / max r)``, ``r_i`` the channel's largest
+  absolute value on the calibration crops. B's weights are quantized per output channel, so the scaling costs its
+  weights nothing; the square root (not full equalization) keeps B's output noise from the amplified weak
+  channels in check.
+* B a plain convolution: ``s_i = sqrt(r_i / w_i)`` with ``w_i`` the largest absolute weight B applies to channel
+  ``i`` (the balance of Nagel et al. 2019 "Data-Free Quantization" and SmoothQuant's alpha = 0.5), scaled so
+  ``max s = 1``.
+
+Other pairs (grouped convolutions, Clip/ReLU6/HardSwish between, tensors read twice such as residual adds) are
+left alone. The pass is the same for every model; it runs on the FP32 graph the quantizers read, and float
+layers of a mixed-precision file take their weights from that same equalized graph.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+HOMOGENEOUS = ("Relu", "LeakyRelu", "PRelu")
+CHUNK = 32  # calibration rows per inference pass (intermediate tensors of a whole batch can be large)
+MIN_RELATIVE = 1e-6  # channel ranges floored at this share of the widest (dead channels: no division by zero)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Two convolutions with a rescalable tensor between them."""
+
+    first: Any  # Conv node A
+    activation: Any | None  # the positive-homogeneous node between them, if any
+    second: Any  # Conv node B
+    tensor: str  # the tensor B reads (A's output, or the activation's)
+    depthwise: bool
+
+
+@dataclass(frozen=True)
+class Equalization:
+    """What :func:`equalize_activations` did (``to_check`` goes into the report row's checks)."""
+
+    pairs: int
+    spread_before: float  # median over pairs of (widest channel / median channel) of the tensor between
+    spread_after: float
+
+    def to_check(self) -> dict[str, Any]:
+        return {
+            "pairs": self.pairs,
+            "channel_spread_before": round(self.spread_before, 2),
+            "channel_spread_after": round(self.spread_after, 2),
+        }
+
+
+def _attribute(node: Any, name: str, default: int) -> int:
+    return next((int(a.i) for a in node.attribute if a.name == name), default)
+
+
+def _per_channel_slope(node: Any, inits: dict[str, np.ndarray], channels: int) -> bool:
+    """A PRelu whose slope is a constant scalar or one value per channel ([C], [C,1,1] or [1,C,1,1]) stays
+    positive-homogeneous per channel; other activations in HOMOGENEOUS have no tensor inputs."""
+    if node.op_type != "PRelu":
+        return True
+    slope = inits.get(node.input[1])
+    return slope is not None and (slope.size == 1 or (slope.size == channels and max(slope.shape) == channels))
+
+
+def find_pairs(model: Any) -> list[Pair]:
+    """Every ``Conv -> [homogeneous activation] -> Conv`` pair of ``model`` that can be rescaled."""
+    from onnx import numpy_helper
+
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    readers: dict[str, list[Any]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    outputs = {o.name for o in model.graph.output}
+
+    def own_float_constant(name: str) -> bool:  # rescaled in place: it must belong to this node alone
+        return name in inits and inits[name].dtype == np.float32 and len(readers.get(name, [])) == 1
+
+    pairs = []
+    for first in model.graph.node:
+        # any group: A's weights are indexed by output channel
+        if first.op_type != "Conv" or not all(own_float_constant(n) for n in first.input[1:] if n):
+            continue
+        channels = inits[first.input[1]].shape[0]
+        tensor, activation = first.output[0], None
+        after = readers.get(tensor, [])
+        if len(after) == 1 and after[0].op_type in HOMOGENEOUS and tensor not in outputs:
+            activation = after[0]
+            if not _per_channel_slope(activation, inits, channels):
+                continue
+            tensor = activation.output[0]
+            after = readers.get(tensor, [])
+        if len(after) != 1 or after[0].op_type != "Conv" or tensor in outputs:
+            continue
+        second = after[0]
+        if second.input[0] != tensor or not own_float_constant(second.input[1]):
+            continue
+        weights = inits[second.input[1]]
+        group = _attribute(second, "group", 1)
+        depthwise = group == channels and weights.shape[:2] == (channels, 1)
+        if depthwise or (group == 1 and weights.shape[1] == channels):
+            pairs.append(Pair(first, activation, second, tensor, depthwise))
+    return pairs
+
+
+def _chunks(batch: np.ndarray) -> Iterator[np.ndarray]:
+    for start in range(0, len(batch), CHUNK):
+        yield batch[start : start + CHUNK]
+
+
+def channel_ranges(model: Any, tensors: list[str], input_name: str, batch: np.ndarray) -> dict[str, np.ndarray]:
+    """Largest absolute value per channel (axis 1) of each of ``tensors`` over ``batch`` (FP32, onnxruntime)."""
+    import onnx
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    known = {o.name for o in probe.graph.output}
+    for name in tensors:
+        if name not in known:
+            probe.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # the tensors as named
+    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    ranges: dict[str, np.ndarray] = {}
+    for chunk in _chunks(batch):
+        values = session.run(tensors, {input_name: chunk})
+        for name, value in zip(tensors, values, strict=True):
+            axes = (0, *range(2, value.ndim))
+            peak = np.abs(value).max(axis=axes).astype(np.float64)
+            ranges[name] = peak if name not in ranges else np.maximum(ranges[name], peak)
+    return ranges
+
+
+def _floored(values: np.ndarray) -> np.ndarray:
+    return np.maximum(values, MIN_RELATIVE * max(float(values.max()), 1e-30))
+
+
+def pair_scales(pair: Pair, ranges: np.ndarray, second_weights: np.ndarray) -> np.ndarray:
+    """``s`` of the module docstring for one pair (A's channel i is divided by s_i, 0 < s_i <= 1)."""
+    ranges = _floored(ranges)
+    if pair.depthwise:
+        return np.sqrt(ranges / ranges.max())
+    axes = (0, *range(2, second_weights.ndim))
+    weights = _floored(np.abs(second_weights).max(axis=axes).astype(np.float64))
+    scales = np.sqrt(ranges / weights)
+    return scales / scales.max()
+
+
+def _spread(ranges: np.ndarray) -> float:
+    ranges = _floored(ranges)
+    return float(ranges.max() / np.median(ranges))
+
+
+def equalize_activations(model: Any, input_name: str, batch: np.ndarray) -> Equalization:
+    """Rescale every pair of :func:`find_pairs` in ``model`` (an ``onnx.ModelProto``, changed in place) from the
+    channel ranges its FP32 graph shows on ``batch`` (calibration rows in the model's input layout).
+
+    Each pair changes only the tensor between its two convolutions, so one pass over the batch serves them all.
+    """
+    from onnx import numpy_helper
+
+    pairs = find_pairs(model)
+    if not pairs:
+        return Equalization(0, 1.0, 1.0)
+    ranges = channel_ranges(model, [p.tensor for p in pairs], input_name, batch)
+    inits = {i.name: i for i in model.graph.initializer}
+
+    def array(name: str) -> np.ndarray:
+        return numpy_helper.to_array(inits[name]).astype(np.float64)
+
+    def store(name: str, value: np.ndarray) -> None:
+        inits[name].CopyFrom(numpy_helper.from_array(value.astype(np.float32), name))
+
+    before, after = [], []
+    for pair in pairs:
+        first_w, second_w = array(pair.first.input[1]), array(pair.second.input[1])
+        scales = pair_scales(pair, ranges[pair.tensor], second_w)
+        shape = (-1,) + (1,) * (first_w.ndim - 1)
+        store(pair.first.input[1], first_w / scales.reshape(shape))
+        if len(pair.first.input) > 2 and pair.first.input[2]:
+            store(pair.first.input[2], array(pair.first.input[2]) / scales)
+        if pair.depthwise:
+            store(pair.second.input[1], second_w * scales.reshape(shape))
+        else:
+            store(pair.second.input[1], second_w * scales.reshape((1, -1) + (1,) * (second_w.ndim - 2)))
+        before.append(_spread(ranges[pair.tensor]))
+        after.append(_spread(ranges[pair.tensor] / scales))
+    result = Equalization(len(pairs), float(np.median(before)), float(np.median(after)))
+    logger.info(
+        "activation equalization: %d conv pairs, channel spread (widest / median) %.1f -> %.1f",
+        result.pairs,
+        result.spread_before,
+        result.spread_after,
+    )
+    return result
+
+
+SAME_FUNCTION_RTOL = 1e-3  # of each output's largest magnitude: float32 reassociation stays far below it
+
+
+def check_same_function(before: bytes, after: bytes, input_name: str, batch: np.ndarray, where: str) -> None:
+    """Raise ValueError when the two serialized models' outputs on ``batch`` differ by more than
+    ``SAME_FUNCTION_RTOL`` (a pair this module should not have touched; the exporter then quantizes the parent
+    as it is)."""
+    import onnxruntime as ort
+
+    def run(blob: bytes) -> list[np.ndarray]:
+        session = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
+        return session.run(None, {input_name: batch})
+
+    for index, (old, new) in enumerate(zip(run(before), run(after), strict=True)):
+        scale = max(float(np.abs(old).max()), 1e-12)
+        worst = float(np.abs(new.astype(np.float64) - old).max()) / scale
+        if worst > SAME_FUNCTION_RTOL:
+            raise ValueError(f"{where}: equalization changed output {index} by {worst:.2e} of its range")
+
+
+def equalize_file(src: Path, dst: Path, input_name: str, batch: np.ndarray) -> Equalization:
+    """:func:`equalize_activations` on the ONNX file ``src``, written to ``dst`` (metadata kept)."""
+    import onnx
+
+    from edge_sdk.contract.card import ONNX_METADATA_KEY, ModelCard
+    from edge_sdk_export.onnx_card import set_card
+
+    model = onnx.load(str(src))
+    before = model.SerializeToString()
+    result = equalize_activations(model, input_name, batch)
+    if result.pairs:
+        check_same_function(before, model.SerializeToString(), input_name, batch[:CHUNK], where=str(src))
+    embedded = next((p.value for p in model.metadata_props if p.key == ONNX_METADATA_KEY), None)
+    if embedded is not None and result.pairs:  # new weights: the card's weights hash must follow them
+        set_card(model, ModelCard.from_json(embedded, source=str(src)), indent=None)
+    onnx.save(model, str(dst))
+    return result
+
+
+def equalize_for_int8(parent: Path, dst: Path, card: Any, calib_nchw: np.ndarray, fold_batchnorm: bool) -> Equalization:
+    """The export's step: an equalized copy of the FP32 ONNX ``parent`` at ``dst``, from the preprocessed NCHW
+    calibration batch (fed in ``card``'s input layout).
+
+    ``fold_batchnorm``: first run onnxruntime's ``quant_pre_process`` (BatchNorm folded into Conv: the graph
+    ``quantize_qdq`` quantizes), so Conv pairs separated by a BatchNorm are found too; without it the graph keeps
+    its nodes (what onnx2tf converts for TFLite) and only weights change."""
+    from edge_sdk_export.onnx_io import to_layout
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    source = parent
+    if fold_batchnorm:
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        quant_pre_process(str(parent), str(dst), skip_symbolic_shape=True)
+        source = dst
+    batch = np.ascontiguousarray(to_layout(calib_nchw, card), dtype=np.float32)
+    return equalize_file(source, dst, card.input.name, batch)
