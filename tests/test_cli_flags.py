@@ -33,7 +33,7 @@ def test_export_flags_cover_export_options() -> None:
     from edge_sdk_export.cli import add_arguments
     from edge_sdk_export.pipeline import ExportOptions
 
-    computed = {"gates", "progress"}  # from --gate, --no-progress
+    computed = {"gates", "progress", "equalize"}  # from --gate, --no-progress, --no-equalize
     unset: set[str] = set()
     assert {f.name for f in fields(ExportOptions)} - _dests(add_arguments) == computed | unset
 
