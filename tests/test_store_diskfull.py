@@ -222,11 +222,12 @@ class Disk:
     def fill(self) -> None:
         self.full = True
         if self.kind == "tmpfs":
-            with open(self.filler, "wb") as f:
+            # Unbuffered: a buffered file keeps the tail of the last partial write and raises ENOSPC again
+            # from close(), at a point that depends on how the free space lines up with the chunk size.
+            with open(self.filler, "wb", buffering=0) as f:
                 try:
                     while True:
                         f.write(b"\0" * 65536)
-                        f.flush()
                 except OSError as exc:
                     assert exc.errno == errno.ENOSPC
 
