@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -153,23 +154,40 @@ def describe_cpu(cpuinfo: str | None = None, arch: str | None = None) -> CpuInfo
     )
 
 
-def kernels_notice(measured_on: str | None, here: CpuInfo | None = None, what: str = "this artifact") -> str | None:
+def kernels_notice(
+    measured_on: str | None,
+    here: CpuInfo | None = None,
+    what: str = "this artifact",
+    also_on: Mapping[str, bool] | None = None,
+) -> str | None:
     """A one-line notice when fidelity gates measured on the int8 kernel class ``measured_on`` are relied on
-    by a CPU of another class (``here``, default this machine); None when the classes match or nothing
-    says where the gates were measured.
+    by a CPU of another class (``here``, default this machine); None when the classes match, when the gates
+    also passed on this CPU's class (``also_on``: class -> passed, measured with the exporting CPU's ISA capped)
+    or nothing says where the gates were measured.
 
     >>> cpu = CpuInfo("Some Xeon", "x86_64", ("avx2",), "x86-no-vnni", 4)
     >>> kernels_notice("x86-no-vnni", cpu) is None
     True
     >>> print(kernels_notice("x86-vnni", cpu))  # doctest: +ELLIPSIS
     this artifact's fidelity gates were measured on int8 kernels x86-vnni, but this CPU (Some Xeon) runs x86-no-vnni...
+    >>> kernels_notice("x86-vnni", cpu, also_on={"x86-no-vnni": True}) is None
+    True
     """
     if not measured_on:
         return None
     cpu = here or describe_cpu()
     if measured_on == cpu.int8_kernels:
         return None
+    judged_here = (also_on or {}).get(cpu.int8_kernels)
+    if judged_here is True:
+        return None
     meaning = INT8_KERNEL_CLASSES.get(cpu.int8_kernels, "an unknown kernel class")
+    if judged_here is False:
+        return (
+            f"{what} FAILED its fidelity gates on int8 kernels {cpu.int8_kernels} ({meaning}), the class of this CPU "
+            f"({cpu.model}), when the export checked it with its CPU's ISA capped: do not rely on its accuracy here; "
+            f"use an artifact that passed on {cpu.int8_kernels} (or its FP32 file)"
+        )
     return (
         f"{what}'s fidelity gates were measured on int8 kernels {measured_on}, but this CPU ({cpu.model}) runs "
         f"{cpu.int8_kernels} ({meaning}): its accuracy here is not what the export checked; re-validate it on "
@@ -180,6 +198,9 @@ def kernels_notice(measured_on: str | None, here: CpuInfo | None = None, what: s
 class _Validation(Protocol):
     @property
     def kernels(self) -> str: ...
+
+    @property
+    def also_on(self) -> Mapping[str, bool]: ...
 
 
 class _ExportInfo(Protocol):
@@ -200,4 +221,4 @@ def artifact_kernels_notice(
     validated = export.validated_on
     if validated is None or export.precision == "fp32":
         return None
-    return kernels_notice(validated.kernels, here, what)
+    return kernels_notice(validated.kernels, here, what, validated.also_on)

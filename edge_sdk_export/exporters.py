@@ -9,6 +9,7 @@ on the runtime that will actually run it.
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -54,6 +55,8 @@ class Exported:
     checks: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     reason: str | None = None  # why the artifact fails its gates beyond the gates' own messages (recovery's budget)
+    # gates on other int8 kernel classes (edge_sdk_export.capped_isa.CappedJudgement): all must pass too
+    other_kernels: list[Any] = field(default_factory=list)
 
 
 def _equalized(job: ExportJob, fold_batchnorm: bool) -> tuple[Path, dict[str, Any]]:
@@ -117,10 +120,15 @@ def export_cpu(job: ExportJob) -> Exported:
 
 
 def export_openvino(job: ExportJob) -> Exported:
-    """OpenVINO IR INT8 via NNCF; accuracy-controlled when ``max_drop`` is set."""
+    """OpenVINO IR INT8 via NNCF; accuracy-controlled when ``max_drop`` is set.
+
+    The IR is also judged on the int8 kernels of smaller x86 CPUs this one reaches by capping oneDNN's ISA
+    (:mod:`edge_sdk_export.capped_isa`: x86 without VNNI on a VNNI host). When it passes here but fails there, it
+    is quantized again with NNCF's overflow fix in every layer, kept if that passes on both.
+    """
     from edge_sdk_export.convert import onnx_to_openvino_fp32
     from edge_sdk_export.fidelity import fidelity_score
-    from edge_sdk_export.quant_openvino import quantize_openvino
+    from edge_sdk_export.quant_openvino import FIRST_LAYER_OVERFLOW_FIX, quantize_openvino
 
     card = job.card
     validation = None
@@ -131,10 +139,66 @@ def export_openvino(job: ExportJob) -> Exported:
 
         validation = (job.heldout, score)
     xml = quantize_openvino(job.parent, job.out_dir / f"{job.stem}.xml", card, job.calib, validation, job.max_drop)
+    other, overflow_fix = _portable_openvino(job, xml, validation)
     write_sidecar(card, [xml, xml.with_suffix(".bin")])
     reference = onnx_to_openvino_fp32(job.parent, job.work / "openvino_fp32")
-    checks = {"accuracy_control": job.max_drop is not None, "max_drop": job.max_drop}
-    return Exported([xml, xml.with_suffix(".bin"), xml.with_name(xml.stem + ".card.json")], reference, checks)
+    checks: dict[str, Any] = {"accuracy_control": job.max_drop is not None, "max_drop": job.max_drop}
+    checks["overflow_fix"] = overflow_fix
+    files = [xml, xml.with_suffix(".bin"), xml.with_name(xml.stem + ".card.json")]
+    exported = Exported(files, reference, checks, other_kernels=other)
+    if other:
+        checks["kernel_classes"] = {j.kernels: j.to_check() for j in other}
+    if overflow_fix != FIRST_LAYER_OVERFLOW_FIX:
+        exported.notes.append(
+            "NNCF's overflow fix in every layer (7-bit weights): with the first layer only, the IR failed its gates "
+            "on x86 int8 kernels without VNNI"
+        )
+    return exported
+
+
+def _gates(job: ExportJob) -> dict[str, Any]:
+    from edge_sdk_export.fidelity import DEFAULT_GATES
+
+    return dict(job.recovery.gates) if job.recovery is not None and job.recovery.gates else dict(DEFAULT_GATES)
+
+
+def _passes_here(job: ExportJob, artifact: Path) -> bool:
+    """Every gate passes on this CPU's own kernels (the judgement the export records comes later)."""
+    from edge_sdk.backend import load_backend
+    from edge_sdk_export.fidelity import apply_gates, compare
+
+    backend = load_backend(artifact, card=job.card, threads=1)
+    parts = [backend.run(job.heldout[i : i + 32]) for i in range(0, len(job.heldout), 32)]
+    outputs = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+    return apply_gates(compare(job.card, job.heldout_ref, outputs), _gates(job))[0]
+
+
+def _portable_openvino(job: ExportJob, xml: Path, validation: Any) -> tuple[list[Any], str]:
+    """Judge ``xml`` on the kernel classes a capped oneDNN reaches; when it fails there but passes here, try NNCF's
+    all-layer overflow fix and keep it (over ``xml``) if it passes both. Returns the judgements and the fix used."""
+    from edge_sdk.cpu import describe_cpu
+    from edge_sdk_export.capped_isa import judge_capped
+    from edge_sdk_export.quant_openvino import ALL_LAYERS_OVERFLOW_FIX, FIRST_LAYER_OVERFLOW_FIX, quantize_openvino
+
+    here, gates = describe_cpu(), _gates(job)
+    if not len(job.heldout):
+        return [], FIRST_LAYER_OVERFLOW_FIX
+    judged = judge_capped(xml, job.card, job.heldout, job.heldout_ref, gates, here, job.work / "capped")
+    if all(j.passed for j in judged) or not _passes_here(job, xml):
+        return judged, FIRST_LAYER_OVERFLOW_FIX
+    logger.info("OpenVINO IR fails on other int8 kernels; trying NNCF's overflow fix in every layer")
+    folder = job.work / "overflow_fix_all"
+    folder.mkdir(parents=True, exist_ok=True)
+    candidate = quantize_openvino(
+        job.parent, folder / xml.name, job.card, job.calib, validation, job.max_drop, ALL_LAYERS_OVERFLOW_FIX
+    )
+    retried = judge_capped(candidate, job.card, job.heldout, job.heldout_ref, gates, here, job.work / "capped")
+    if all(j.passed for j in retried) and _passes_here(job, candidate):
+        for suffix in (".xml", ".bin"):
+            shutil.move(candidate.with_suffix(suffix), xml.with_suffix(suffix))
+        return retried, ALL_LAYERS_OVERFLOW_FIX
+    logger.warning("NNCF's all-layer overflow fix did not pass on every kernel class either: kept the first IR")
+    return judged, FIRST_LAYER_OVERFLOW_FIX
 
 
 def export_rpi(job: ExportJob) -> Exported:

@@ -501,6 +501,11 @@ def _evaluate(
     backend = load_backend(main, threads=settings.threads, **proxy)
     metrics = compare(card, ref, _batch_outputs(backend, heldout))
     passed, gates = apply_gates(metrics, settings.gates)
+    reason = exported.reason
+    elsewhere = [j for j in exported.other_kernels if not j.passed]  # judged with this CPU's ISA capped
+    if passed and elsewhere:
+        passed = False
+        reason = "passes on this CPU's int8 kernels but not on " + "; ".join(j.summary() for j in elsewhere)
     size = _artifact_size(exported.files)
     int8_ms = latency_ms(main, settings.threads, settings.latency_runs, heldout)
     fp32_ms = latency_ms(exported.fp32_reference, settings.threads, settings.latency_runs, heldout)
@@ -523,7 +528,7 @@ def _evaluate(
         gates=gates,
         checks=exported.checks,
         notes=tuple(exported.notes),
-        reason=None if passed else exported.reason,
+        reason=None if passed else reason,
         heldout=settings.heldout,
     )
 

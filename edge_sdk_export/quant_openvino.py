@@ -12,6 +12,10 @@ from edge_sdk.contract.card import ONNX_METADATA_KEY, ModelCard
 from edge_sdk.errors import ArtifactError
 
 CALIB_BATCH = 1  # NNCF collects statistics per item; batch 1 keeps the IR's dynamic batch untouched
+# nncf.OverflowFix values: half-range (7-bit) weights in the first layer only (NNCF's default), or in every layer
+# (NNCF's fix for int8 kernels without VNNI, whose u8 x s8 pair sums saturate in int16).
+FIRST_LAYER_OVERFLOW_FIX = "first_layer_only"
+ALL_LAYERS_OVERFLOW_FIX = "enable"
 
 
 def _items(batch: np.ndarray) -> list[np.ndarray]:
@@ -25,6 +29,7 @@ def quantize_openvino(
     calib: np.ndarray,
     validation: tuple[np.ndarray, Callable[[dict[str, np.ndarray]], float]] | None = None,
     max_drop: float | None = None,
+    overflow_fix: str = FIRST_LAYER_OVERFLOW_FIX,
 ) -> Path:
     """Write ``xml_path`` (+ ``.bin``): the ONNX model converted to OpenVINO and quantized to INT8 by NNCF.
 
@@ -40,7 +45,7 @@ def quantize_openvino(
         model = ov.convert_model(str(fp32_onnx))
     except Exception as exc:
         raise ArtifactError(f"{fp32_onnx}: OpenVINO could not convert it: {str(exc).strip()[:300]}") from None
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
     from edge_sdk_export.onnx_io import to_layout
@@ -50,12 +55,15 @@ def quantize_openvino(
     # Absolute min/max activation ranges instead of NNCF's default averaged per-sample ranges: users calibrate
     # on their own footage, which need not cover every face the model will see, and averaged ranges clip the
     # rest (measured on the demo: PSPI MAE vs FP32 0.37 -> 0.15, VA CCC 0.974 -> 0.997).
-    # NNCF's overflow_fix stays at its default (half-range weights in the first layer only). ENABLE (every layer,
-    # its fix for x86 without VNNI) was measured on 2026-12-03 (Xeon, x86-vnni): the pruned demo's IR fell from
-    # 0.981 to 0.9735 expression agreement (fail) on VNNI, while with the default the FER2013 Xception's IR
-    # agrees 1.000 on VNNI but 0.962 under an emulated AVX2 CPU (qemu Haswell). The card's validated_on makes
-    # `doctor`/`run` warn on a CPU of another int8 kernel class.
-    advanced = AdvancedQuantizationParameters(activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX)
+    # ``overflow_fix``: the exporter starts with NNCF's default (first layer) and falls back to every layer only
+    # when the IR fails its gates on x86 kernels without VNNI (edge_sdk_export.capped_isa judges that natively).
+    # Not every layer by default: measured 2026-12-03 (Xeon, x86-vnni) it cost the pruned demo's IR its gate on
+    # VNNI (0.981 -> 0.9735 expression agreement), while the default leaves the FER2013 Xception's IR at 1.000 on
+    # VNNI and 0.962 on AVX2 kernels.
+    advanced = AdvancedQuantizationParameters(
+        activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX,
+        overflow_fix=OverflowFix(overflow_fix),
+    )
     preset = nncf.QuantizationPreset.MIXED
     # Full bias correction instead of NNCF's fast one: it re-estimates each layer's bias shift on the quantized
     # model's own inputs, so errors do not accumulate through the residual stages (measured on the demo,

@@ -34,6 +34,13 @@ def _metric(name: str) -> Callable[[ExportRow], Any]:
     return lambda row: row.metric(name)
 
 
+def _kernels(row: ExportRow) -> str | None:
+    """The int8 kernel class the row was measured on, plus those judged with the CPU's ISA capped (OpenVINO)."""
+    capped = (row.checks or {}).get("kernel_classes", {})
+    extra = [f"{k} {'pass' if v.get('passed') else 'FAIL'} (capped)" for k, v in capped.items()]
+    return " + ".join([row.measured_on, *extra]) if row.measured_on and extra else row.measured_on
+
+
 COLUMNS: tuple[tuple[Callable[[ExportRow], Any], str], ...] = (
     (_field("target"), "target"),
     (_field("format"), "format"),
@@ -50,7 +57,7 @@ COLUMNS: tuple[tuple[Callable[[ExportRow], Any], str], ...] = (
     (_metric("au_intensity_mae"), "AU int. MAE"),
     (_metric("va_ccc"), "VA CCC (min)"),
     (_metric("pspi_mae"), "PSPI MAE"),
-    (_field("measured_on"), "int8 kernels"),
+    (_kernels, "int8 kernels"),
     (_field("status"), "status"),
 )
 
@@ -206,6 +213,7 @@ def validated_on(row: ExportRow, machine: MachineInfo) -> ValidatedOn:
         runtime=row.backend or "",
         passed=None if row.status == "info" else row.passed,
         metrics=dict(row.metrics),
+        also_on={k: bool(v.get("passed")) for k, v in (row.checks or {}).get("kernel_classes", {}).items()},
     )
 
 

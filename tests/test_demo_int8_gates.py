@@ -57,7 +57,7 @@ def demo_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
     from edge_sdk.face import YuNetDetector
 
     out = tmp_path_factory.mktemp("demo-int8") / "artifacts"
-    return run_export(
+    report = run_export(
         ExportOptions(
             model="demo",
             targets=list(TARGETS),
@@ -68,6 +68,7 @@ def demo_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
             progress=False,
         )
     )
+    return {**report, "out_dir": str(out)}  # where the artifacts are (not part of the report)
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -85,3 +86,21 @@ def test_demo_int8_artifact_passes_its_gates(target: str, demo_report: dict, req
     row = next(r for r in demo_report["rows"] if r["target"] == target)
     failed = [g["message"] for g in row["gates"] if g["status"] == "fail"]
     assert row["status"] == "passed", f"{target} on {kernels} int8 kernels: " + "; ".join(failed)
+
+
+def test_the_openvino_ir_is_also_judged_on_kernels_without_vnni(demo_report: dict) -> None:
+    """On a VNNI host the IR is judged a second time with oneDNN capped to AVX2 (edge_sdk_export.capped_isa), the
+    result is in the row and in the card; on a host that cannot cap (AVX2-only, ARM) the native judgement is all."""
+    from edge_sdk.contract.card_io import load_card
+    from edge_sdk.cpu import describe_cpu
+    from edge_sdk_export.capped_isa import cappable_kernel_classes
+
+    row = next(r for r in demo_report["rows"] if r["target"] == "openvino")
+    capped = cappable_kernel_classes(describe_cpu())
+    judged = row["checks"].get("kernel_classes", {})
+    assert sorted(judged) == sorted(capped)
+    for kernels, check in judged.items():
+        failed = "; ".join(check["failed_gates"])
+        assert check["passed"], f"openvino IR on {kernels} ({check['how']}): {failed}"
+    card = load_card(f"{demo_report['out_dir']}/{row['files'][0]}")
+    assert card.export.validated_on.also_on == {k: True for k in capped}

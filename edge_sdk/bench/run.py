@@ -149,7 +149,8 @@ def kernel_notes(artifacts: list[BenchArtifact], machine: MachineInfo) -> list[s
         if export.precision == "fp32":
             continue
         measured = export.validated_on.kernels if export.validated_on else (artifact.fidelity or {}).get("measured_on")
-        notice = kernels_notice(measured if isinstance(measured, str) else None, here, artifact.path.name)
+        also_on = export.validated_on.also_on if export.validated_on else None
+        notice = kernels_notice(measured if isinstance(measured, str) else None, here, artifact.path.name, also_on)
         if notice:
             notes.append(notice)
     return notes

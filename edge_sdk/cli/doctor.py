@@ -272,7 +272,13 @@ def model_kernel_findings(card: ModelCard, path: Path) -> list[Finding]:
     cpu = describe_cpu()
     notice = artifact_kernels_notice(export, path.name, cpu)
     if notice is None:
-        detail = f"{path.name}: fidelity gates measured on {validated.kernels} ({validated.cpu}), the class of this CPU"
+        if validated.kernels == cpu.int8_kernels:
+            detail = f"{path.name}: fidelity gates measured on {validated.kernels} ({validated.cpu}), this CPU's class"
+        else:
+            detail = (
+                f"{path.name}: fidelity gates passed on {cpu.int8_kernels}, this CPU's class (measured on "
+                f"{validated.cpu} with its ISA capped)"
+            )
         return [Finding(check, "ok", detail)]
     fix = (
         f"re-run `edge-sdk export` on a machine of class {cpu.int8_kernels} (it measures the gates there), or use an "

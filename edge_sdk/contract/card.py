@@ -360,9 +360,12 @@ class ValidatedOn:
     runtime: str = ""  # backend, version and device that ran the artifact, e.g. "onnxruntime 1.20.1 (CPU)"
     passed: bool | None = None  # every gate passed (None: not gated)
     metrics: dict[str, float | None] = field(default_factory=dict)  # the fidelity figures against FP32
+    # other int8 kernel classes the gates also ran on, on the same CPU with its ISA capped (OpenVINO: oneDNN's
+    # ONEDNN_MAX_CPU_ISA, edge_sdk_export.capped_isa) -> whether every gate passed there
+    also_on: dict[str, bool] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "kernels": self.kernels,
             "cpu": self.cpu,
             "isa_flags": list(self.isa_flags),
@@ -370,6 +373,9 @@ class ValidatedOn:
             "passed": self.passed,
             "metrics": dict(self.metrics),
         }
+        if self.also_on:  # cards written before the field keep their exact bytes
+            data["also_on"] = dict(self.also_on)
+        return data
 
     @classmethod
     def from_dict(cls, data: Any, source: str | None = None) -> ValidatedOn:
@@ -391,6 +397,10 @@ class ValidatedOn:
         for name, value in metrics.items():
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 raise ContractError(f"{where}.metrics.{name}", f"expected a number or null, got {value!r}", source)
+        also_on = _object(data.get("also_on", {}), f"{where}.also_on", source)
+        for name, value in also_on.items():
+            if not isinstance(value, bool):
+                raise ContractError(f"{where}.also_on.{name}", f"expected true or false, got {value!r}", source)
         return cls(
             kernels=kernels,
             cpu=data.get("cpu", ""),
@@ -398,6 +408,7 @@ class ValidatedOn:
             runtime=data.get("runtime", ""),
             passed=passed,
             metrics={str(k): None if v is None else float(v) for k, v in metrics.items()},
+            also_on={str(k): v for k, v in also_on.items()},
         )
 
 
