@@ -51,20 +51,33 @@ def _expression_probabilities(
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """(FP32, artifact) expression class probabilities, faces x classes, or None without an expression head.
 
-    The head's output after its card activation is used as is when it is already a distribution (softmax in
-    the card, or a model that ends in its own softmax with activation ``none``); otherwise (logits, sigmoid
-    scores) a softmax over the classes makes one, the same for both sides.
+    The head's output after its card activation is used as is when the FP32 side is already a distribution
+    (softmax in the card, or a model that ends in its own softmax with activation ``none``); the artifact's
+    side is then only clipped at 0 and renormalised (an int8 softmax output sums to 1 within a few quantization
+    steps, e.g. 1.0039 with 1/256 steps). Otherwise (logits, sigmoid scores) a softmax over the classes makes
+    one, the same for both sides: the FP32 side decides, so both are always treated alike.
     """
     name = _head(card, "expression")
     if name is None:
         return None
-    return _distribution(ref[name]), _distribution(out[name])
+    if _is_distribution(ref[name]):
+        return _renormalised(ref[name]), _renormalised(out[name])
+    return _softmax(ref[name]), _softmax(out[name])
 
 
-def _distribution(values: np.ndarray) -> np.ndarray:
+def _is_distribution(values: np.ndarray) -> bool:
     x = np.asarray(values, dtype=np.float64)
-    if x.ndim == 2 and x.size and (x >= 0).all() and np.allclose(x.sum(axis=1), 1.0, atol=1e-3):
-        return x
+    return bool(x.ndim == 2 and x.size and (x >= 0).all() and np.allclose(x.sum(axis=1), 1.0, atol=1e-3))
+
+
+def _renormalised(values: np.ndarray) -> np.ndarray:
+    x = np.clip(np.asarray(values, dtype=np.float64), 0.0, None)
+    total = x.sum(axis=-1, keepdims=True)
+    return np.divide(x, total, out=np.full_like(x, 1.0 / x.shape[-1]), where=total > 0)
+
+
+def _softmax(values: np.ndarray) -> np.ndarray:
+    x = np.asarray(values, dtype=np.float64)
     e = np.exp(x - x.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
 

@@ -153,6 +153,20 @@ def test_probability_metrics_on_logits_and_missing_head():
     assert expression_mean_abs_dp(no_expression, {}, {}) is None and expression_kl(no_expression, {}, {}) is None
 
 
+def test_an_int8_softmax_output_is_compared_as_the_distribution_it_is():
+    """A model ending in its own softmax (card activation 'none'): its int8 output is the FP32 probabilities
+    rounded to 1/256 steps, summing to 1.0039 or 0.996. Measured on the FER2013 Xception's rpi file before the
+    fix: that sum made the artifact side look like logits, a second softmax flattened it, and mean |dp| read
+    0.194 (KL 1.13) for a file agreeing 1.000; it is 0.0007."""
+    c = card()
+    rng = np.random.default_rng(1)
+    fp32 = rng.dirichlet(np.full(8, 0.3), 50)
+    int8 = np.round(fp32 * 256) / 256
+    assert not np.allclose(int8.sum(axis=1), 1.0, atol=1e-3)  # what used to mislead the check
+    ref, out = {"expression": fp32}, {"expression": int8}
+    assert expression_mean_abs_dp(c, ref, out) < 2e-3 and expression_kl(c, ref, out) < 0.05
+
+
 def test_compare_reports_probability_metrics_for_every_artifact():
     c = card()
     rng = np.random.default_rng(1)
