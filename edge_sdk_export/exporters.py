@@ -40,7 +40,8 @@ class ExportJob:
     heldout: np.ndarray  # preprocessed held-out batch (only for accuracy-aware quantization)
     heldout_ref: HeadOutputs  # FP32 parent raw head outputs on ``heldout``
     max_drop: float | None = None
-    # QDQ targets: keep the fewest layers in float that pass the gates (None: recovery off)
+    # QDQ/TFLite targets: keep the fewest layers in float that pass the gates (None: recovery off); its gates
+    # also judge the openvino IR on other int8 kernel classes (None: the default gates)
     recovery: RecoverySettings | None = None
     # jetson/cpu/rpi: rescale channels between conv pairs before quantizing (False: quantize the parent as is)
     equalize: bool = True
@@ -157,6 +158,7 @@ def export_openvino(job: ExportJob) -> Exported:
 
 
 def _gates(job: ExportJob) -> dict[str, Any]:
+    """The run's gates (carried by the recovery settings), else the default ones."""
     from edge_sdk_export.fidelity import DEFAULT_GATES
 
     return dict(job.recovery.gates) if job.recovery is not None and job.recovery.gates else dict(DEFAULT_GATES)
