@@ -69,7 +69,12 @@ class CappedJudgement:
     passed: bool
     metrics: dict[str, float | None] = field(default_factory=dict)
     failing: tuple[str, ...] = ()  # the failing gates' messages
-    error: str | None = None  # the child could not run the artifact (then passed is False)
+    error: str | None = None  # the child could not run the artifact (then passed is False and nothing was judged)
+
+    @property
+    def failed(self) -> bool:
+        """The artifact ran with the cap and missed a gate (an error is not a verdict: see :func:`judge_capped`)."""
+        return self.error is None and not self.passed
 
     def to_check(self) -> dict[str, Any]:
         """The report's ``checks.kernel_classes[kernels]`` entry."""
@@ -129,7 +134,13 @@ def judge_capped(
     work: Path,
 ) -> list[CappedJudgement]:
     """The artifact's gates on every kernel class :func:`cappable_kernel_classes` reaches from ``here``
-    (an empty list where there is none: an AVX2-only or ARM host, or no AVX2)."""
+    (an empty list where there is none: an AVX2-only or ARM host, or no AVX2).
+
+    A child that cannot run the artifact gives a judgement with ``error`` set, which is no verdict either way:
+    capping is not a perfect stand-in for the smaller CPU. Measured 2026-12-03: an IR from NNCF's accuracy
+    control (some layers reverted to float) returned empty outputs with ``ONEDNN_MAX_CPU_ISA=AVX2`` on the Xeon
+    but ran normally inside ``qemu-x86_64 -cpu Haswell``; all-INT8 IRs gave the qemu figures exactly.
+    """
     from edge_sdk_export.fidelity import apply_gates, compare
 
     judged = []

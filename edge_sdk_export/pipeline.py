@@ -502,7 +502,7 @@ def _evaluate(
     metrics = compare(card, ref, _batch_outputs(backend, heldout))
     passed, gates = apply_gates(metrics, settings.gates)
     reason = exported.reason
-    elsewhere = [j for j in exported.other_kernels if not j.passed]  # judged with this CPU's ISA capped
+    elsewhere = [j for j in exported.other_kernels if j.failed]  # judged with this CPU's ISA capped
     if passed and elsewhere:
         passed = False
         reason = "passes on this CPU's int8 kernels but not on " + "; ".join(j.summary() for j in elsewhere)

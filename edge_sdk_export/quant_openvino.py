@@ -27,16 +27,17 @@ def quantize_openvino(
     xml_path: Path,
     card: ModelCard,
     calib: np.ndarray,
-    validation: tuple[np.ndarray, Callable[[dict[str, np.ndarray]], float]] | None = None,
+    validation: tuple[np.ndarray, Callable[[dict[str, np.ndarray], np.ndarray], float]] | None = None,
     max_drop: float | None = None,
     overflow_fix: str = FIRST_LAYER_OVERFLOW_FIX,
 ) -> Path:
     """Write ``xml_path`` (+ ``.bin``): the ONNX model converted to OpenVINO and quantized to INT8 by NNCF.
 
     With ``max_drop`` and ``validation = (held_out_batch, score_fn)``, uses
-    ``nncf.quantize_with_accuracy_control``: ``score_fn`` maps the model's raw outputs (tensor name -> array) on
-    the held-out batch to a fidelity score in [0, 1] (1 = identical to FP32) and NNCF reverts the most harmful
-    layers to FP32 until the score drops by at most ``max_drop``.
+    ``nncf.quantize_with_accuracy_control``: ``score_fn(outputs, rows)`` maps the model's raw outputs (tensor
+    name -> array) on the held-out rows ``rows`` (NNCF also scores subsets) to a fidelity score in [0, 1]
+    (1 = identical to FP32) and NNCF reverts the most harmful layers to FP32 until the score drops by at most
+    ``max_drop``.
     """
     import nncf
     import openvino as ov
@@ -77,18 +78,23 @@ def quantize_openvino(
         held_out, score_fn = validation
         names = list(card.output_tensors)
 
-        def validate(compiled: ov.CompiledModel, items) -> float:  # noqa: ANN001 - NNCF's callback signature
-            outputs: dict[str, list[np.ndarray]] = {n: [] for n in names}
-            for item in items:
+        # NNCF calls this on the whole held-out set, on subsets and on single items (to find its mode), with the
+        # raw dataset items: each carries its row of the held-out batch, so ``score_fn`` compares the right
+        # FP32 rows. The per-item outputs it also returns make NNCF rank layers by output error, not by a
+        # per-item score (a one-face CCC means nothing).
+        def validate(compiled: ov.CompiledModel, items) -> tuple[float, list[list[np.ndarray]]]:  # noqa: ANN001
+            rows, per_item = [], []
+            for row, item in items:
                 result = compiled(item)
-                for name in names:
-                    outputs[name].append(np.asarray(result[compiled.output(name)]))
-            return float(score_fn({n: np.concatenate(v) for n, v in outputs.items()}))
+                per_item.append([np.asarray(result[compiled.output(name)]) for name in names])
+                rows.append(row)
+            outputs = {name: np.concatenate([item[i] for item in per_item]) for i, name in enumerate(names)}
+            return float(score_fn(outputs, np.asarray(rows))), per_item
 
         quantized = nncf.quantize_with_accuracy_control(
             model,
             calibration,
-            nncf.Dataset(_items(to_layout(held_out, card))),
+            nncf.Dataset(list(enumerate(_items(to_layout(held_out, card)))), lambda pair: pair[1]),
             validate,
             max_drop=max_drop,
             subset_size=subset,

@@ -37,7 +37,11 @@ def _metric(name: str) -> Callable[[ExportRow], Any]:
 def _kernels(row: ExportRow) -> str | None:
     """The int8 kernel class the row was measured on, plus those judged with the CPU's ISA capped (OpenVINO)."""
     capped = (row.checks or {}).get("kernel_classes", {})
-    extra = [f"{k} {'pass' if v.get('passed') else 'FAIL'} (capped)" for k, v in capped.items()]
+
+    def verdict(check: dict[str, Any]) -> str:
+        return "not run" if check.get("error") else "pass" if check.get("passed") else "FAIL"
+
+    extra = [f"{k} {verdict(v)} (capped)" for k, v in capped.items()]
     return " + ".join([row.measured_on, *extra]) if row.measured_on and extra else row.measured_on
 
 
@@ -213,7 +217,11 @@ def validated_on(row: ExportRow, machine: MachineInfo) -> ValidatedOn:
         runtime=row.backend or "",
         passed=None if row.status == "info" else row.passed,
         metrics=dict(row.metrics),
-        also_on={k: bool(v.get("passed")) for k, v in (row.checks or {}).get("kernel_classes", {}).items()},
+        also_on={  # only classes where the artifact ran: a capped run that errored says nothing
+            k: bool(v.get("passed"))
+            for k, v in (row.checks or {}).get("kernel_classes", {}).items()
+            if not v.get("error")
+        },
     )
 
 

@@ -108,3 +108,28 @@ def test_a_child_that_cannot_run_the_artifact_is_a_failed_judgement_not_a_crash(
     (one,) = judged
     assert isinstance(one, CappedJudgement) and not one.passed and "m.xml with ONEDNN_MAX_CPU_ISA=AVX2" in one.error
     assert one.to_check()["error"] == one.error and "could not run" in one.summary()
+
+
+def test_a_capped_run_that_errors_is_no_verdict():
+    """Capping is not a perfect stand-in (an accuracy-control IR gave empty outputs with the AVX2 cap, yet ran under
+    qemu Haswell): such a judgement neither fails the row nor lets the card claim the class."""
+    from edge_sdk.bench.export_row import ExportRow
+    from edge_sdk.bench.machine import collect_machine_info
+    from edge_sdk_export.report import markdown_table, validated_on
+
+    errored = CappedJudgement("x86-no-vnni", "AVX2", passed=False, error="m.xml with ONEDNN_MAX_CPU_ISA=AVX2: empty")
+    failed = CappedJudgement("x86-no-vnni", "AVX2", passed=False, failing=("expression head: ...",))
+    assert not errored.failed and failed.failed
+    row = ExportRow(
+        target="openvino",
+        format="openvino",
+        status="passed",
+        files=("m.xml", "m.bin", "m.card.json"),
+        metrics={"expression_agreement": 0.99},
+        checks={"kernel_classes": {"x86-no-vnni": errored.to_check()}},
+        measured_on="x86-vnni",
+    )
+    assert validated_on(row, collect_machine_info()).also_on == {}
+    assert "x86-vnni + x86-no-vnni not run (capped)" in markdown_table([row])
+    judged = replace(row, checks={"kernel_classes": {"x86-no-vnni": failed.to_check()}})
+    assert validated_on(judged, collect_machine_info()).also_on == {"x86-no-vnni": False}
