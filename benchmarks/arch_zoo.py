@@ -221,10 +221,9 @@ def emulation_manifest(manifest: dict[str, Any], native: dict[str, Any]) -> tupl
 def judge(manifest: dict[str, Any], partial: Path | None = None) -> dict[str, Any]:
     """Metrics and default gates of every artifact in ``manifest`` against the FP32 outputs, on this process's
     int8 kernels; the jetson file as the export judges it (QDQ simulated). Runs unchanged under qemu."""
-    from benchmarks.int8_isa import _outputs
     from edge_sdk.backend import load_backend
     from edge_sdk.targets import TARGETS as TARGET_TABLE
-    from edge_sdk_export.fidelity import DEFAULT_GATES, apply_gates, compare
+    from edge_sdk_export.fidelity import DEFAULT_GATES, apply_gates, compare, head_outputs
     from tests.isa import int8_kernels, onnxruntime_u8s8_saturates
 
     result: dict[str, Any] = {"int8_kernels": int8_kernels(), "u8s8_saturates": onnxruntime_u8s8_saturates()}
@@ -244,7 +243,7 @@ def judge(manifest: dict[str, Any], partial: Path | None = None) -> dict[str, An
             proxy = {"optimize": False} if TARGET_TABLE[target].simulated_proxy else {}
             try:
                 backend = load_backend(path, threads=1, **proxy)
-                metrics = compare(backend.card, ref, _outputs(backend, heldout))
+                metrics = compare(backend.card, ref, head_outputs(backend, heldout))
             except Exception as exc:  # an artifact this (emulated) CPU cannot run: recorded, not fatal
                 rows[target] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
                 logger.info("%s %s: cannot run here: %s", prepared["key"], target, rows[target]["error"])

@@ -157,17 +157,12 @@ def quantize_all(prepared: dict[str, Any]) -> dict[str, str]:
 
 
 # ---- judging: runs natively and inside qemu ----------------------------------------------------------------
-def _outputs(backend: Any, batch: np.ndarray, size: int = 32) -> dict[str, np.ndarray]:
-    parts = [backend.run(batch[i : i + size]) for i in range(0, len(batch), size)]
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-
-
 def judge(manifest: dict[str, Any]) -> dict[str, Any]:
     """Metrics and gates of every artifact in ``manifest`` against the FP32 outputs, on this process's int8
     kernels (all held-out crops, and the real crops alone). Runs unchanged under qemu."""
     from edge_sdk.backend import load_backend
     from edge_sdk.backend.onnxruntime_backend import open_session
-    from edge_sdk_export.fidelity import DEFAULT_GATES, apply_gates, compare
+    from edge_sdk_export.fidelity import DEFAULT_GATES, apply_gates, compare, head_outputs
     from tests.isa import int8_kernels, onnxruntime_u8s8_saturates
 
     result: dict[str, Any] = {"int8_kernels": int8_kernels(), "u8s8_saturates": onnxruntime_u8s8_saturates()}
@@ -186,7 +181,7 @@ def judge(manifest: dict[str, Any]) -> dict[str, Any]:
             backend = load_backend(path, threads=1)
             if not fused:
                 backend.session = open_session(path, threads=1, optimize=False)
-            out = _outputs(backend, heldout)
+            out = head_outputs(backend, heldout)
             metrics = compare(backend.card, ref, out)
             passed, gates = apply_gates(metrics, DEFAULT_GATES)
             row: dict[str, Any] = {

@@ -162,13 +162,11 @@ def judge_capped(
 def _main(argv: list[str]) -> int:
     """Child: ``python -m edge_sdk_export.capped_isa ARTIFACT CARD.json INPUT.npy OUTPUTS.npz`` (cap in the env)."""
     from edge_sdk.backend import load_backend
+    from edge_sdk_export.fidelity import head_outputs
 
     artifact, card_file, batch_file, out_file = argv
     card = ModelCard.from_json(Path(card_file).read_text(encoding="utf-8"), card_file)
-    backend = load_backend(artifact, card=card, threads=1)
-    batch = np.load(batch_file)
-    parts = [backend.run(batch[i : i + 32]) for i in range(0, len(batch), 32)]
-    np.savez(out_file, **{name: np.concatenate([p[name] for p in parts]) for name in parts[0]})
+    np.savez(out_file, **head_outputs(load_backend(artifact, card=card, threads=1), np.load(batch_file)))
     return 0
 
 

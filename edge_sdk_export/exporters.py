@@ -174,11 +174,9 @@ def _gates(job: ExportJob) -> dict[str, Any]:
 def _passes_here(job: ExportJob, artifact: Path) -> bool:
     """Every gate passes on this CPU's own kernels (the judgement the export records comes later)."""
     from edge_sdk.backend import load_backend
-    from edge_sdk_export.fidelity import apply_gates, compare
+    from edge_sdk_export.fidelity import apply_gates, compare, head_outputs
 
-    backend = load_backend(artifact, card=job.card, threads=1)
-    parts = [backend.run(job.heldout[i : i + 32]) for i in range(0, len(job.heldout), 32)]
-    outputs = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+    outputs = head_outputs(load_backend(artifact, card=job.card, threads=1), job.heldout)
     return apply_gates(compare(job.card, job.heldout_ref, outputs), _gates(job))[0]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -201,6 +202,12 @@ def parse_gates(overrides: list[str] | None) -> dict[str, Gate]:
         gate = known[name]
         gates[name] = Gate(gate.metric, threshold, gate.higher_is_better, gate.head)
     return gates
+
+
+def head_outputs(backend: Any, batch: np.ndarray, size: int = 32) -> HeadOutputs:
+    """``backend.run`` over ``batch`` in chunks of ``size`` rows, concatenated: raw head outputs for ``compare``."""
+    parts = [backend.run(batch[i : i + size]) for i in range(0, len(batch), size)]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 def compare(card: ModelCard, ref_raw: HeadOutputs, out_raw: HeadOutputs) -> dict[str, float | None]:

@@ -50,7 +50,7 @@ from edge_sdk_export.calibration import (
     synthetic_crops,
 )
 from edge_sdk_export.exporters import Exported, ExportJob, exporter_for
-from edge_sdk_export.fidelity import DEFAULT_GATES, Gate, apply_gates, compare, gate_margin
+from edge_sdk_export.fidelity import DEFAULT_GATES, Gate, apply_gates, compare, gate_margin, head_outputs
 from edge_sdk_export.isolation import MAX_TIMEOUT_S, MIN_TIMEOUT_S, EvalSettings, TargetTask, run_isolated
 from edge_sdk_export.pruning import DEFAULT_LR, DEFAULT_ROUND_TO, DEFAULT_STEPS
 from edge_sdk_export.recovery import DEFAULT_MAX_FLOAT_LAYERS, RecoverySettings
@@ -190,11 +190,6 @@ def check_out_dir(out: Path, force: bool) -> None:
         raise InputError(f"--out {out}: exists and is not a folder")
 
 
-def _batch_outputs(backend: Any, batch: np.ndarray, size: int = 32) -> HeadOutputs:
-    parts = [backend.run(batch[i : i + size]) for i in range(0, len(batch), size)]
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-
-
 def latency_ms(path: Path, threads: int, runs: int, x: np.ndarray) -> float:
     """Median batch-1 latency of an artifact on its backend, after warm-up."""
     backend = load_backend(path, threads=threads)
@@ -325,7 +320,7 @@ def reference_step(source: SourceModel, faces: FaceSets, options: ExportOptions)
     cover = [] if faces.range_cover is None else list(faces.range_cover.crops)
     calib_batch = preprocess(list(faces.calib.crops) + cover, spec)
     heldout = preprocess(list(faces.heldout.crops), spec)
-    outputs = _batch_outputs(load_backend(source.onnx, threads=options.threads), heldout)
+    outputs = head_outputs(load_backend(source.onnx, threads=options.threads), heldout)
     return Reference(
         calib_batch=calib_batch,
         heldout=heldout,
@@ -398,7 +393,7 @@ def _validator(source: SourceModel, card: ModelCard, groups: dict[str, np.ndarra
     checks = []
     for crops in groups.values():
         batch = crops.astype(np.float32)
-        checks.append((to_layout(batch, card), _batch_outputs(backend, batch)))
+        checks.append((to_layout(batch, card), head_outputs(backend, batch)))
 
     def outputs(student: Any, x: np.ndarray, size: int = 256) -> HeadOutputs:
         chunks = [torch_outputs(student, x[i : i + size]) for i in range(0, len(x), size)]
@@ -452,7 +447,7 @@ def prune_step(ctx: RunContext, source: SourceModel, faces: FaceSets, ref: Refer
     torch_to_onnx(result.model, pruned_card, path)
     pruning = {"applied": True, "ratio": options.prune, **result.summary(), "distill_data": data.summary}
     backend = load_backend(path, threads=options.threads)
-    metrics = compare(card, ref.outputs, _batch_outputs(backend, ref.heldout))
+    metrics = compare(card, ref.outputs, head_outputs(backend, ref.heldout))
     size = path.stat().st_size
     ms = latency_ms(path, options.threads, options.latency_runs, ref.heldout)
     fp32_ms = latency_ms(source.onnx, options.threads, options.latency_runs, ref.heldout)
@@ -499,7 +494,7 @@ def _evaluate(
     main = exported.files[0]
     proxy = {"optimize": False} if target.simulated_proxy else {}  # a TensorRT file: QDQ simulated, any CPU
     backend = load_backend(main, threads=settings.threads, **proxy)
-    metrics = compare(card, ref, _batch_outputs(backend, heldout))
+    metrics = compare(card, ref, head_outputs(backend, heldout))
     passed, gates = apply_gates(metrics, settings.gates)
     reason = exported.reason
     elsewhere = [j for j in exported.other_kernels if j.failed]  # judged with this CPU's ISA capped

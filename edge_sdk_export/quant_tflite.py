@@ -302,12 +302,11 @@ class _TfliteJudge:
 
     def _outputs(self, model: Any) -> HeadOutputs:
         from edge_sdk.backend import load_backend
+        from edge_sdk_export.fidelity import head_outputs
         from edge_sdk_export.recovery import EVAL_BATCH
 
         backend = load_backend(Path(model), card=self.candidate_card, threads=self.inner.threads)
-        x = self.inner.heldout
-        parts = [backend.run(x[i : i + EVAL_BATCH]) for i in range(0, len(x), EVAL_BATCH)]
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        return head_outputs(backend, self.inner.heldout, EVAL_BATCH)
 
     def judge(self, path: Path, card: ModelCard, layers: tuple[str, ...]) -> Trial:
         self.candidate_card = card

@@ -457,9 +457,10 @@ class _Judge:
 
         path = self.work / "recovery-candidate.onnx"
         onnx.save(model, str(path))
+        from edge_sdk_export.fidelity import head_outputs
+
         backend = load_backend(path, card=self.card, threads=self.threads, **self.options)
-        parts = [backend.run(self.heldout[i : i + EVAL_BATCH]) for i in range(0, len(self.heldout), EVAL_BATCH)]
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        return head_outputs(backend, self.heldout, EVAL_BATCH)
 
     def judge(self, model: Any, layers: Sequence[str]) -> Trial:
         from edge_sdk_export.fidelity import apply_gates, compare
