@@ -137,9 +137,11 @@ def judge_capped(
     (an empty list where there is none: an AVX2-only or ARM host, or no AVX2).
 
     A child that cannot run the artifact gives a judgement with ``error`` set, which is no verdict either way:
-    capping is not a perfect stand-in for the smaller CPU. Measured 2026-12-03: an IR from NNCF's accuracy
-    control (some layers reverted to float) returned empty outputs with ``ONEDNN_MAX_CPU_ISA=AVX2`` on the Xeon
-    but ran normally inside ``qemu-x86_64 -cpu Haswell``; all-INT8 IRs gave the qemu figures exactly.
+    capping is not a perfect stand-in for the smaller CPU. Measured 2026-12-03 on the Xeon (AMX, AVX512-BF16): an
+    IR with layers NNCF's accuracy control reverted to float failed with ``ONEDNN_MAX_CPU_ISA=AVX2`` ("Convolution
+    node ... is not initialized") while OpenVINO ran those layers in bf16, its default on such CPUs, for which the
+    capped oneDNN has no kernels; with the f32 precision hint the backend now always sets on CPU it runs (as an
+    AVX2-only CPU, which has no bf16, would). All-INT8 IRs gave the qemu Haswell figures exactly.
     """
     from edge_sdk_export.fidelity import apply_gates, compare
 

@@ -88,7 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-float-layers",
         type=int,
         metavar="N",
-        help="cpu/jetson: when an INT8 file misses a gate, keep up to N of its most sensitive layers in float "
+        help="every target: when an INT8 file misses a gate, keep up to N of its most sensitive layers in float "
         f"(fewest that pass every gate; listed in the report with their size/latency cost). 0: off "
         f"(default {DEFAULT_MAX_FLOAT_LAYERS})",
     )

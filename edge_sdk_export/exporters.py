@@ -22,7 +22,7 @@ from edge_sdk.contract.processing import HeadOutputs, split_heads
 from edge_sdk.errors import InputError
 from edge_sdk.targets import get_target, resolve
 from edge_sdk_export.artifacts import write_sidecar
-from edge_sdk_export.recovery import RecoverySettings
+from edge_sdk_export.recovery import Recovery, RecoverySettings
 
 logger = logging.getLogger(__name__)
 
@@ -121,33 +121,30 @@ def export_cpu(job: ExportJob) -> Exported:
 
 
 def export_openvino(job: ExportJob) -> Exported:
-    """OpenVINO IR INT8 via NNCF; accuracy-controlled when ``max_drop`` is set.
+    """OpenVINO IR INT8 via NNCF; accuracy-controlled when ``max_drop`` is set, else with the fewest layers (ranked
+    by NNCF's accuracy control) left in float when the all-INT8 IR misses a gate
+    (:mod:`edge_sdk_export.recovery_openvino`).
 
     The IR is also judged on the int8 kernels of smaller x86 CPUs this one reaches by capping oneDNN's ISA
     (:mod:`edge_sdk_export.capped_isa`: x86 without VNNI on a VNNI host). When it passes here but fails there, it
     is quantized again with NNCF's overflow fix in every layer, kept if that passes on both.
     """
     from edge_sdk_export.convert import onnx_to_openvino_fp32
-    from edge_sdk_export.fidelity import fidelity_score
-    from edge_sdk_export.quant_openvino import FIRST_LAYER_OVERFLOW_FIX, quantize_openvino
+    from edge_sdk_export.quant_openvino import FIRST_LAYER_OVERFLOW_FIX
 
-    card = job.card
-    validation = None
-    if job.max_drop is not None:
-
-        def score(outputs: dict[str, np.ndarray], rows: np.ndarray) -> float:
-            reference = {head: values[rows] for head, values in job.heldout_ref.items()}
-            return fidelity_score(card, reference, split_heads(card, outputs))
-
-        validation = (job.heldout, score)
-    xml = quantize_openvino(job.parent, job.out_dir / f"{job.stem}.xml", card, job.calib, validation, job.max_drop)
-    other, overflow_fix = _portable_openvino(job, xml, validation)
-    write_sidecar(card, [xml, xml.with_suffix(".bin")])
     reference = onnx_to_openvino_fp32(job.parent, job.work / "openvino_fp32")
+    xml = job.out_dir / f"{job.stem}.xml"
+    recovery = _openvino_int8(job, xml, FIRST_LAYER_OVERFLOW_FIX, reference)
+    other, overflow_fix, recovery = _portable_openvino(job, xml, reference, recovery)
+    write_sidecar(job.card, [xml, xml.with_suffix(".bin")])
     checks: dict[str, Any] = {"accuracy_control": job.max_drop is not None, "max_drop": job.max_drop}
     checks["overflow_fix"] = overflow_fix
     files = [xml, xml.with_suffix(".bin"), xml.with_name(xml.stem + ".card.json")]
     exported = Exported(files, reference, checks, other_kernels=other)
+    if recovery is not None:
+        checks["recovery"] = recovery.to_check()
+        exported.notes += [note] if (note := recovery.note()) else []
+        exported.reason = recovery.reason
     if other:
         checks["kernel_classes"] = {j.kernels: j.to_check() for j in other}
     for j in other:
@@ -164,6 +161,38 @@ def export_openvino(job: ExportJob) -> Exported:
     return exported
 
 
+def _openvino_int8(job: ExportJob, xml: Path, overflow_fix: str, reference: Path) -> Recovery | None:
+    """Write the INT8 IR ``xml`` with ``overflow_fix``: accuracy-controlled on the fidelity score when the user set
+    ``--max-drop``; otherwise all-INT8, with layers left in float when a gate fails (returns that
+    :class:`~edge_sdk_export.recovery.Recovery`; None when recovery is off or has no held-out faces)."""
+    from edge_sdk_export.fidelity import fidelity_score
+    from edge_sdk_export.quant_openvino import quantize_openvino
+    from edge_sdk_export.recovery_openvino import recover_openvino
+
+    card = job.card
+    if job.max_drop is not None:
+
+        def score(outputs: dict[str, np.ndarray], rows: np.ndarray) -> float:
+            reference = {head: values[rows] for head, values in job.heldout_ref.items()}
+            return fidelity_score(card, reference, split_heads(card, outputs))
+
+        validation = (job.heldout, score)
+        quantize_openvino(job.parent, xml, card, job.calib, validation, job.max_drop, overflow_fix)
+        return None
+    quantize_openvino(job.parent, xml, card, job.calib, overflow_fix=overflow_fix)
+    if job.recovery is None or not len(job.heldout):
+        return None
+
+    def again(out: Path, validation: Any = None, max_iterations: int | None = None, float_layers: Any = ()) -> Path:
+        drop = None if validation is None else 0.0
+        return quantize_openvino(
+            job.parent, out, card, job.calib, validation, drop, overflow_fix, max_iterations, float_layers
+        )
+
+    work = job.work / f"recovery-{overflow_fix}"
+    return recover_openvino(xml, card, job.heldout, job.heldout_ref, job.recovery, work, again, reference)
+
+
 def _gates(job: ExportJob) -> dict[str, Any]:
     """The run's gates (carried by the recovery settings), else the default ones."""
     from edge_sdk_export.fidelity import DEFAULT_GATES
@@ -171,41 +200,46 @@ def _gates(job: ExportJob) -> dict[str, Any]:
     return dict(job.recovery.gates) if job.recovery is not None and job.recovery.gates else dict(DEFAULT_GATES)
 
 
-def _passes_here(job: ExportJob, artifact: Path) -> bool:
-    """Every gate passes on this CPU's own kernels (the judgement the export records comes later)."""
+def _passes_here(job: ExportJob, artifact: Path, recovery: Recovery | None) -> bool:
+    """Every gate passes on this CPU's own kernels (the judgement the export records comes later); a recovery
+    that ran has judged the IR it kept already."""
     from edge_sdk.backend import load_backend
     from edge_sdk_export.fidelity import apply_gates, compare, head_outputs
 
+    if recovery is not None:
+        return recovery.final.passed
     outputs = head_outputs(load_backend(artifact, card=job.card, threads=1), job.heldout)
     return apply_gates(compare(job.card, job.heldout_ref, outputs), _gates(job))[0]
 
 
-def _portable_openvino(job: ExportJob, xml: Path, validation: Any) -> tuple[list[Any], str]:
-    """Judge ``xml`` on the kernel classes a capped oneDNN reaches; when it fails there but passes here, try NNCF's
-    all-layer overflow fix and keep it (over ``xml``) if it passes both. Returns the judgements and the fix used."""
+def _portable_openvino(
+    job: ExportJob, xml: Path, reference: Path, recovery: Recovery | None
+) -> tuple[list[Any], str, Recovery | None]:
+    """Judge ``xml`` on the kernel classes a capped oneDNN reaches; when it fails there but passes here, quantize
+    again with NNCF's all-layer overflow fix (recovered the same way) and keep that (over ``xml``) if it passes
+    both. Returns the judgements, the fix used and the recovery of the IR kept."""
     from edge_sdk.cpu import describe_cpu
     from edge_sdk_export.capped_isa import judge_capped
-    from edge_sdk_export.quant_openvino import ALL_LAYERS_OVERFLOW_FIX, FIRST_LAYER_OVERFLOW_FIX, quantize_openvino
+    from edge_sdk_export.quant_openvino import ALL_LAYERS_OVERFLOW_FIX, FIRST_LAYER_OVERFLOW_FIX
 
     here, gates = describe_cpu(), _gates(job)
     if not len(job.heldout):
-        return [], FIRST_LAYER_OVERFLOW_FIX
+        return [], FIRST_LAYER_OVERFLOW_FIX, recovery
     judged = judge_capped(xml, job.card, job.heldout, job.heldout_ref, gates, here, job.work / "capped")
-    if not any(j.failed for j in judged) or not _passes_here(job, xml):
-        return judged, FIRST_LAYER_OVERFLOW_FIX
+    if not any(j.failed for j in judged) or not _passes_here(job, xml, recovery):
+        return judged, FIRST_LAYER_OVERFLOW_FIX, recovery
     logger.info("OpenVINO IR fails on other int8 kernels; trying NNCF's overflow fix in every layer")
     folder = job.work / "overflow_fix_all"
     folder.mkdir(parents=True, exist_ok=True)
-    candidate = quantize_openvino(
-        job.parent, folder / xml.name, job.card, job.calib, validation, job.max_drop, ALL_LAYERS_OVERFLOW_FIX
-    )
+    candidate = folder / xml.name
+    retried_recovery = _openvino_int8(job, candidate, ALL_LAYERS_OVERFLOW_FIX, reference)
     retried = judge_capped(candidate, job.card, job.heldout, job.heldout_ref, gates, here, job.work / "capped")
-    if not any(j.failed for j in retried) and _passes_here(job, candidate):
+    if not any(j.failed for j in retried) and _passes_here(job, candidate, retried_recovery):
         for suffix in (".xml", ".bin"):
             shutil.move(candidate.with_suffix(suffix), xml.with_suffix(suffix))
-        return retried, ALL_LAYERS_OVERFLOW_FIX
+        return retried, ALL_LAYERS_OVERFLOW_FIX, retried_recovery
     logger.warning("NNCF's all-layer overflow fix did not pass on every kernel class either: kept the first IR")
-    return judged, FIRST_LAYER_OVERFLOW_FIX
+    return judged, FIRST_LAYER_OVERFLOW_FIX, recovery
 
 
 def export_rpi(job: ExportJob) -> Exported:

@@ -251,6 +251,32 @@ def gate_margin(metrics: dict[str, float | None], gates: dict[str, Gate]) -> flo
     return float(min(margins)) if margins else 1.0
 
 
+def relative_shortfall(gate: Gate, value: float | None) -> float:
+    """How far ``value`` misses ``gate``, relative to the gate's room (0 when it passes or does not apply).
+
+    >>> relative_shortfall(DEFAULT_GATES["expression_agreement"], 0.97)
+    0.5
+    """
+    if value is None or not np.isfinite(value):
+        return 0.0
+    threshold = float(gate.threshold)
+    if gate.higher_is_better:
+        short, room = threshold - value, (1.0 - threshold if threshold < 1.0 else 1.0)
+    else:
+        short, room = value - threshold, (threshold if threshold > 0 else 1.0)
+    return max(0.0, short) / max(room, 1e-6)
+
+
+def gate_score(metrics: dict[str, float | None], gates: dict[str, Gate]) -> float:
+    """1.0 when every gate passes, else 1 minus the failing gates' summed relative shortfall: the score NNCF's
+    accuracy control restores (with a drop of 0 allowed, it stops as soon as every gate passes).
+
+    >>> gate_score({"expression_agreement": 0.97, "pspi_mae": 0.1}, DEFAULT_GATES)
+    0.5
+    """
+    return 1.0 - sum(relative_shortfall(g, metrics.get(g.metric)) for g in gates.values())
+
+
 def fidelity_score(card: ModelCard, ref_raw: HeadOutputs, out_raw: HeadOutputs) -> float:
     """One number in [0, 1] for NNCF's accuracy control: the worst of expression agreement, AU F1 and VA CCC."""
     metrics = compare(card, ref_raw, out_raw)

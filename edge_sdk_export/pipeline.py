@@ -103,7 +103,7 @@ class ExportOptions:
     distill_lr: float = DEFAULT_LR
     distill_synthetic: int | None = None  # rendered faces added to distillation (None: demo only)
     max_drop: float | None = None
-    # cpu/jetson: when a gate fails, keep at most this many layers in float to pass it (0: recovery off)
+    # every target: when a gate fails, keep at most this many layers in float to pass it (0: recovery off)
     max_float_layers: int = DEFAULT_MAX_FLOAT_LAYERS
     equalize: bool = True  # jetson/cpu/rpi: activation equalization before INT8 (edge_sdk_export.equalize)
     gates: dict[str, Gate] = field(default_factory=lambda: dict(DEFAULT_GATES))

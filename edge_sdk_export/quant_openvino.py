@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +31,8 @@ def quantize_openvino(
     validation: tuple[np.ndarray, Callable[[dict[str, np.ndarray], np.ndarray], float]] | None = None,
     max_drop: float | None = None,
     overflow_fix: str = FIRST_LAYER_OVERFLOW_FIX,
+    max_iterations: int | None = None,
+    float_layers: Sequence[str] = (),
 ) -> Path:
     """Write ``xml_path`` (+ ``.bin``): the ONNX model converted to OpenVINO and quantized to INT8 by NNCF.
 
@@ -37,7 +40,9 @@ def quantize_openvino(
     ``nncf.quantize_with_accuracy_control``: ``score_fn(outputs, rows)`` maps the model's raw outputs (tensor
     name -> array) on the held-out rows ``rows`` (NNCF also scores subsets) to a fidelity score in [0, 1]
     (1 = identical to FP32) and NNCF reverts the most harmful layers to FP32 until the score drops by at most
-    ``max_drop``.
+    ``max_drop``, reverting at most ``max_iterations`` groups of layers (None: no limit). ``float_layers``
+    (op names) are left out of quantization (NNCF's ignored scope): their neighbours' bias correction is then
+    computed around them, unlike layers accuracy control reverts after the fact.
     """
     import nncf
     import openvino as ov
@@ -46,7 +51,11 @@ def quantize_openvino(
         model = ov.convert_model(str(fp32_onnx))
     except Exception as exc:
         raise ArtifactError(f"{fp32_onnx}: OpenVINO could not convert it: {str(exc).strip()[:300]}") from None
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+    from nncf.quantization.advanced_parameters import (
+        AdvancedAccuracyRestorerParameters,
+        AdvancedQuantizationParameters,
+        OverflowFix,
+    )
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
     from edge_sdk_export.onnx_io import to_layout
@@ -69,10 +78,12 @@ def quantize_openvino(
     # Full bias correction instead of NNCF's fast one: it re-estimates each layer's bias shift on the quantized
     # model's own inputs, so errors do not accumulate through the residual stages (measured on the demo,
     # 2-core x86 dev box: expression agreement vs FP32 0.960 -> 0.987, PSPI MAE 0.146 -> 0.052; ~2 s extra).
-    bias = {"fast_bias_correction": False}
+    options: dict[str, Any] = {"fast_bias_correction": False}
+    if float_layers:
+        options["ignored_scope"] = nncf.IgnoredScope(names=list(float_layers))
     if max_drop is None or validation is None:
         quantized = nncf.quantize(
-            model, calibration, subset_size=subset, preset=preset, advanced_parameters=advanced, **bias
+            model, calibration, subset_size=subset, preset=preset, advanced_parameters=advanced, **options
         )
     else:
         held_out, score_fn = validation
@@ -100,7 +111,10 @@ def quantize_openvino(
             subset_size=subset,
             preset=preset,
             advanced_quantization_parameters=advanced,
-            **bias,
+            advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
+                **({} if max_iterations is None else {"max_num_iterations": max_iterations})
+            ),
+            **options,
         )
     # The converter copied the parent ONNX's card (FP32, no target) into rt_info: replace it with this artifact's.
     quantized.set_rt_info(card.to_json(indent=None), ["framework", ONNX_METADATA_KEY])
@@ -118,3 +132,33 @@ def compact_ir_xml(xml_path: Path) -> None:
     """
     text = xml_path.read_text(encoding="utf-8")
     xml_path.write_text(re.sub(r">\s+<", "><", text), encoding="utf-8")
+
+
+# Ops whose weights NNCF quantizes: one of them with float weights in an INT8 IR was kept in float.
+WEIGHTED_OPS = ("Convolution", "GroupConvolution", "ConvolutionBackpropData", "MatMul")
+_WEIGHT_PATH_OPS = ("Multiply", "Subtract", "Convert", "Reshape", "Transpose", "Unsqueeze")
+
+
+def int8_weight_ops(xml_path: Path) -> dict[str, bool]:
+    """Each weighted op of the IR (friendly name) -> whether its weights are stored as integers (quantized).
+
+    NNCF's saved INT8 IR stores a quantized layer's weights as an int8 constant dequantized by
+    Convert/Subtract/Multiply; a layer its accuracy control reverted keeps a float32 constant.
+    """
+    import openvino as ov
+
+    result = {}
+    for op in ov.Core().read_model(str(xml_path)).get_ordered_ops():
+        if op.get_type_name() not in WEIGHTED_OPS or op.get_input_size() < 2:
+            continue
+        result[op.get_friendly_name()] = _has_integer_constant(op.input_value(1).get_node())
+    return result
+
+
+def _has_integer_constant(node) -> bool:  # noqa: ANN001 (an openvino Node)
+    """Whether the weight path above ``node`` (dequantization ops only) starts at an integer constant."""
+    if node.get_type_name() == "Constant":
+        return node.get_output_element_type(0).is_integral()
+    if node.get_type_name() not in _WEIGHT_PATH_OPS:
+        return False
+    return any(_has_integer_constant(node.input_value(i).get_node()) for i in range(node.get_input_size()))

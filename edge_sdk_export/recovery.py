@@ -395,18 +395,6 @@ def _drop_unused(graph: Any) -> None:
 
 
 # ---- judging variants --------------------------------------------------------------------------
-def _relative_shortfall(gate: Any, value: float | None) -> float:
-    """How far ``value`` misses ``gate`` relative to the gate's room (0 when it passes or does not apply)."""
-    if value is None:
-        return 0.0
-    threshold = float(gate.threshold)
-    if gate.higher_is_better:
-        short, room = threshold - value, (1.0 - threshold if threshold < 1.0 else 1.0)
-    else:
-        short, room = value - threshold, (threshold if threshold > 0 else 1.0)
-    return max(0.0, short) / max(room, 1e-6)
-
-
 def _head_kinds(metric: str) -> tuple[str, ...]:
     """The head kinds a gate's metric is measured on (by name; () when unknown: every head counts)."""
     for prefix, kinds in (
@@ -463,13 +451,13 @@ class _Judge:
         return head_outputs(backend, self.heldout, EVAL_BATCH)
 
     def judge(self, model: Any, layers: Sequence[str]) -> Trial:
-        from edge_sdk_export.fidelity import apply_gates, compare
+        from edge_sdk_export.fidelity import apply_gates, compare, gate_score
 
         self.count += 1
         raw = self.outputs(model)
         metrics = compare(self.card, self.ref, raw)
         passed, results = apply_gates(metrics, self.gates)
-        deficit = sum(_relative_shortfall(g, metrics.get(g.metric)) for g in self.gates.values())
+        deficit = 1.0 - gate_score(metrics, self.gates)
         post = postprocess(self.card, raw)
         errors = []
         for name, ref in self.ref_post.items():

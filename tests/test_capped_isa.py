@@ -111,8 +111,8 @@ def test_a_child_that_cannot_run_the_artifact_is_a_failed_judgement_not_a_crash(
 
 
 def test_a_capped_run_that_errors_is_no_verdict():
-    """Capping is not a perfect stand-in (an accuracy-control IR gave empty outputs with the AVX2 cap, yet ran under
-    qemu Haswell): such a judgement neither fails the row nor lets the card claim the class."""
+    """Capping is not a perfect stand-in (an accuracy-control IR with bf16 float layers could not run with the AVX2
+    cap, yet ran under qemu Haswell): such a judgement neither fails the row nor lets the card claim the class."""
     from edge_sdk.bench.export_row import ExportRow
     from edge_sdk.bench.machine import collect_machine_info
     from edge_sdk_export.report import markdown_table, validated_on

@@ -21,9 +21,11 @@ class OpenVINOBackend(Backend):
     """Runs OpenVINO IR (FP32 or NNCF INT8) with :class:`openvino.Core`.
 
     ``device``: "CPU" (default), "GPU", "NPU" or "AUTO" (also "AUTO:GPU,CPU" style lists).
-    ``threads``: INFERENCE_NUM_THREADS. ``precision_hint``: INFERENCE_PRECISION_HINT; for an FP32
-    card on CPU it defaults to "f32" because OpenVINO otherwise picks bf16 on CPUs with AMX/AVX512-BF16,
-    which would silently change the numbers the card promises.
+    ``threads``: INFERENCE_NUM_THREADS. ``precision_hint``: INFERENCE_PRECISION_HINT; on CPU it defaults to
+    "f32" because OpenVINO otherwise picks bf16 on CPUs with AMX/AVX512-BF16, which would silently change the
+    numbers the card promises: an FP32 IR's, and an INT8 IR's layers kept in float (measured 2026-12-03 on a
+    Xeon with AMX: an EfficientNet-lite IR with 6 layers NNCF reverted to float read mean |dp| 0.0091 / VA CCC
+    0.987 against FP32 with bf16, 0.0071 / 0.991 with f32; its all-INT8 IR gave identical outputs either way).
     """
 
     name = "openvino"
@@ -77,7 +79,7 @@ class OpenVINOBackend(Backend):
         config: dict[str, object] = {}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
-        if precision_hint is None and card.export.precision == "fp32" and device == "CPU":
+        if precision_hint is None and device == "CPU":
             precision_hint = "f32"
         if precision_hint:
             config["INFERENCE_PRECISION_HINT"] = precision_hint
