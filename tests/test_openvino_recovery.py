@@ -22,7 +22,7 @@ from edge_sdk.cpu import describe_cpu
 from edge_sdk_export.capped_isa import cappable_kernel_classes, judge_capped
 from edge_sdk_export.fidelity import Gate
 from edge_sdk_export.quant_openvino import FIRST_LAYER_OVERFLOW_FIX, int8_weight_ops, quantize_openvino
-from edge_sdk_export.recovery import RecoverySettings
+from edge_sdk_export.recovery import Recovery, RecoverySettings
 from edge_sdk_export.recovery_openvino import recover_openvino
 from tests.model_factory import build_multitask_onnx
 
@@ -65,8 +65,14 @@ def _recover(net: dict, folder: Path, budget: int):
     return xml, recover_openvino(xml, net["card"], net["heldout"], net["ref"], settings, folder / "w", again)
 
 
-def test_recovery_keeps_layers_in_float_until_every_gate_passes(net: dict, tmp_path: Path) -> None:
-    xml, recovery = _recover(net, tmp_path, budget=8)
+@pytest.fixture(scope="module")
+def recovered(net: dict, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Recovery]:
+    """One recovery run (~20 s) shared by the tests that read its result."""
+    return _recover(net, tmp_path_factory.mktemp("recovered"), budget=8)
+
+
+def test_recovery_keeps_layers_in_float_until_every_gate_passes(net: dict, recovered: tuple[Path, Recovery]) -> None:
+    xml, recovery = recovered
     assert not recovery.baseline.passed  # the all-INT8 IR misses the strict gate
     assert recovery.passed and recovery.reason is None
     weights = int8_weight_ops(xml)  # the IR written is the recovered one
@@ -82,9 +88,11 @@ def test_recovery_keeps_layers_in_float_until_every_gate_passes(net: dict, tmp_p
 
 
 @pytest.mark.skipif(not CAN_CAP, reason="needs an x86 host with VNNI/AMX and AVX2 (oneDNN ISA cap)")
-def test_a_recovered_ir_is_judged_on_avx2_kernels_too(net: dict, tmp_path: Path) -> None:
+def test_a_recovered_ir_is_judged_on_avx2_kernels_too(
+    net: dict, recovered: tuple[Path, Recovery], tmp_path: Path
+) -> None:
     """Its float layers used to run in bf16 on this kind of host, which a capped oneDNN cannot run (no verdict)."""
-    xml, recovery = _recover(net, tmp_path, budget=8)
+    xml, recovery = recovered
     assert recovery.float_layers
     (judged,) = judge_capped(xml, net["card"], net["heldout"], net["ref"], STRICT, describe_cpu(), tmp_path / "c")
     assert judged.error is None and judged.passed, judged.summary()
