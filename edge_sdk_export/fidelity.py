@@ -268,8 +268,8 @@ def relative_shortfall(gate: Gate, value: float | None) -> float:
 
 
 def gate_score(metrics: dict[str, float | None], gates: dict[str, Gate]) -> float:
-    """1.0 when every gate passes, else 1 minus the failing gates' summed relative shortfall: the score NNCF's
-    accuracy control restores (with a drop of 0 allowed, it stops as soon as every gate passes).
+    """1.0 when every gate passes, else 1 minus the failing gates' summed relative shortfall: the metric OpenVINO
+    recovery gives NNCF's accuracy control (no drop allowed: it reverts layers until every gate passes).
 
     >>> gate_score({"expression_agreement": 0.97, "pspi_mae": 0.1}, DEFAULT_GATES)
     0.5
