@@ -103,8 +103,8 @@ def recover_openvino(
     folder = work / "openvino_recovery"
     folder.mkdir(parents=True, exist_ok=True)
     with _RevertLog() as reverted:
-        quantize(folder / "ranking.xml", validation=(heldout, judge.score), max_iterations=budget)
-    ranked = reverted.layers[:budget]
+        ranking = quantize(folder / "ranking.xml", validation=(heldout, judge.score), max_iterations=budget)
+    ranked = ranked_layers(reverted.layers, ranking, xml)[:budget]
     best, kept = baseline, None
     for count in range(1, len(ranked) + 1):
         layers = tuple(ranked[:count])
@@ -129,6 +129,21 @@ def recover_openvino(
     tried = tuple(ranked[: len(best.float_layers)])
     seconds = time.perf_counter() - start
     return Recovery(budget, baseline, best, tried, (), cost, judge.count, seconds, float_nodes=best.float_layers)
+
+
+def ranked_layers(logged: list[str], ranking_xml: Path, all_int8_xml: Path) -> list[str]:
+    """The layers accuracy control reverted, in its order (``logged``, from its log); when the log gave none (a
+    changed message format), the weighted layers ``ranking_xml`` holds in float that ``all_int8_xml`` quantized,
+    in graph order."""
+    from edge_sdk_export.quant_openvino import int8_weight_ops
+
+    if logged:
+        return list(logged)
+    quantized = int8_weight_ops(all_int8_xml)
+    fallback = [name for name, is_int8 in int8_weight_ops(ranking_xml).items() if not is_int8 and quantized.get(name)]
+    if fallback:
+        logger.warning("openvino recovery: NNCF's log named no reverted layer; using the float layers of its IR")
+    return fallback
 
 
 class _RevertLog(logging.Handler):

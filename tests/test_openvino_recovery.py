@@ -23,7 +23,7 @@ from edge_sdk_export.capped_isa import cappable_kernel_classes, judge_capped
 from edge_sdk_export.fidelity import Gate
 from edge_sdk_export.quant_openvino import FIRST_LAYER_OVERFLOW_FIX, int8_weight_ops, quantize_openvino
 from edge_sdk_export.recovery import Recovery, RecoverySettings
-from edge_sdk_export.recovery_openvino import recover_openvino
+from edge_sdk_export.recovery_openvino import ranked_layers, recover_openvino
 from tests.model_factory import build_multitask_onnx
 
 CAN_CAP = bool(cappable_kernel_classes(describe_cpu()))
@@ -96,6 +96,17 @@ def test_a_recovered_ir_is_judged_on_avx2_kernels_too(
     assert recovery.float_layers
     (judged,) = judge_capped(xml, net["card"], net["heldout"], net["ref"], STRICT, describe_cpu(), tmp_path / "c")
     assert judged.error is None and judged.passed, judged.summary()
+
+
+def test_without_nncf_log_lines_the_ranking_ir_gives_the_layers(recovered: tuple[Path, Recovery]) -> None:
+    """The revert order comes from NNCF's log; a changed log format falls back to the ranking IR's float layers."""
+    xml, recovery = recovered
+    folder = xml.parent / "w" / "openvino_recovery"
+    ranking, all_int8 = folder / "ranking.xml", folder / f"{xml.stem}.all_int8.xml"
+    assert ranked_layers(["a", "b"], ranking, all_int8) == ["a", "b"]
+    fallback = ranked_layers([], ranking, all_int8)
+    quantized = int8_weight_ops(all_int8)
+    assert fallback and all(quantized[name] and not int8_weight_ops(ranking)[name] for name in fallback)
 
 
 def test_over_budget_the_all_int8_ir_stays(net: dict, tmp_path: Path) -> None:
