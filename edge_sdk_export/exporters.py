@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from edge_sdk.contract.card import ModelCard
-from edge_sdk.contract.processing import HeadOutputs, split_heads
+from edge_sdk.contract.processing import HeadOutputs
 from edge_sdk.errors import InputError
 from edge_sdk.targets import get_target, resolve
 from edge_sdk_export.artifacts import write_sidecar
@@ -165,18 +165,13 @@ def _openvino_int8(job: ExportJob, xml: Path, overflow_fix: str, reference: Path
     """Write the INT8 IR ``xml`` with ``overflow_fix``: accuracy-controlled on the fidelity score when the user set
     ``--max-drop``; otherwise all-INT8, with layers left in float when a gate fails (returns that
     :class:`~edge_sdk_export.recovery.Recovery`; None when recovery is off or has no held-out faces)."""
-    from edge_sdk_export.fidelity import fidelity_score
+    from edge_sdk_export.fidelity import score_on_rows, worst_fidelity
     from edge_sdk_export.quant_openvino import quantize_openvino
     from edge_sdk_export.recovery_openvino import recover_openvino
 
     card = job.card
     if job.max_drop is not None:
-
-        def score(outputs: dict[str, np.ndarray], rows: np.ndarray) -> float:
-            reference = {head: values[rows] for head, values in job.heldout_ref.items()}
-            return fidelity_score(card, reference, split_heads(card, outputs))
-
-        validation = (job.heldout, score)
+        validation = (job.heldout, score_on_rows(card, job.heldout_ref, worst_fidelity))
         quantize_openvino(job.parent, xml, card, job.calib, validation, job.max_drop, overflow_fix)
         return None
     quantize_openvino(job.parent, xml, card, job.calib, overflow_fix=overflow_fix)

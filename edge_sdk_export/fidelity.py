@@ -277,8 +277,22 @@ def gate_score(metrics: dict[str, float | None], gates: dict[str, Gate]) -> floa
     return 1.0 - sum(relative_shortfall(g, metrics.get(g.metric)) for g in gates.values())
 
 
-def fidelity_score(card: ModelCard, ref_raw: HeadOutputs, out_raw: HeadOutputs) -> float:
-    """One number in [0, 1] for NNCF's accuracy control: the worst of expression agreement, AU F1 and VA CCC."""
-    metrics = compare(card, ref_raw, out_raw)
+def worst_fidelity(metrics: dict[str, float | None]) -> float:
+    """One number in [0, 1] for ``--max-drop`` (NNCF's accuracy control): the worst of expression agreement, AU F1
+    and VA CCC."""
     values = [metrics[k] for k in ("expression_agreement", "au_occurrence_f1", "va_ccc") if metrics[k] is not None]
     return float(min(values)) if values else 1.0
+
+
+def score_on_rows(
+    card: ModelCard, reference: HeadOutputs, score: Callable[[dict[str, float | None]], float]
+) -> Callable[[dict[str, np.ndarray], np.ndarray], float]:
+    """An NNCF validation score: ``score`` of the metrics of raw outputs (tensor name -> array) on the held-out
+    ``rows`` against the same rows of ``reference`` (NNCF also scores subsets and single faces)."""
+    from edge_sdk.contract.processing import split_heads
+
+    def on_rows(outputs: dict[str, np.ndarray], rows: np.ndarray) -> float:
+        expected = {head: values[rows] for head, values in reference.items()}
+        return score(compare(card, expected, split_heads(card, outputs)))
+
+    return on_rows

@@ -296,9 +296,8 @@ class _TfliteJudge:
     def __init__(self, card: ModelCard, inputs: TfliteRecoveryInputs) -> None:
         from edge_sdk_export.recovery import _Judge
 
-        self.inner = _Judge(card, inputs.heldout, inputs.heldout_ref, inputs.settings, inputs.work)
         self.candidate_card = card
-        self.inner.outputs = self._outputs  # type: ignore[method-assign]
+        self.inner = _Judge(card, inputs.heldout, inputs.heldout_ref, inputs.settings, inputs.work, self._outputs)
 
     def _outputs(self, model: Any) -> HeadOutputs:
         from edge_sdk.backend import load_backend

@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -415,8 +415,16 @@ class _Judge:
     """Runs variants of a QDQ file on the held-out batch and judges them with the export's gates."""
 
     def __init__(
-        self, card: ModelCard, heldout: np.ndarray, ref: HeadOutputs, settings: RecoverySettings, work: Path
+        self,
+        card: ModelCard,
+        heldout: np.ndarray,
+        ref: HeadOutputs,
+        settings: RecoverySettings,
+        work: Path,
+        outputs: Callable[[Any], HeadOutputs] | None = None,
     ) -> None:
+        """``outputs(candidate)``: its raw head outputs on ``heldout`` (default: an in-memory ONNX model through
+        ONNX Runtime, :meth:`onnx_outputs`); the TFLite and OpenVINO searches judge files on their runtimes."""
         from edge_sdk_export.fidelity import DEFAULT_GATES
 
         self.card = card
@@ -429,6 +437,7 @@ class _Judge:
         self.work = work
         self.count = 0
         self.focus: set[str] = set()  # heads the error is measured on (empty: every head)
+        self.outputs = outputs or self.onnx_outputs
 
     def focus_on(self, trial: Trial) -> None:
         """Measure the output error on the heads of ``trial``'s failing gates only (what recovery must fix)."""
@@ -437,7 +446,7 @@ class _Judge:
         }
         self.focus = {h.name for h in self.card.heads if h.kind in kinds}
 
-    def outputs(self, model: Any) -> HeadOutputs:
+    def onnx_outputs(self, model: Any) -> HeadOutputs:
         """Raw head outputs of ``model`` (in memory) on the held-out batch, through the artifact's backend."""
         import onnx
 

@@ -24,14 +24,15 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edge_sdk.contract.card import ModelCard
-from edge_sdk.contract.processing import HeadOutputs, split_heads
-from edge_sdk_export.recovery import Recovery, RecoverySettings, Trial
+from edge_sdk.contract.processing import HeadOutputs
+from edge_sdk_export.recovery import Recovery, RecoverySettings
 
 logger = logging.getLogger(__name__)
 
@@ -43,37 +44,17 @@ def ir_size(xml: Path) -> int:
     return sum(xml.with_suffix(s).stat().st_size for s in IR_SUFFIXES)
 
 
-class _IrJudge:
-    """Runs an IR on the held-out batch and judges it with the export's gates."""
+def _ir_judge(card: ModelCard, heldout: np.ndarray, ref: HeadOutputs, settings: RecoverySettings, work: Path) -> Any:
+    """Recovery's judge (:class:`edge_sdk_export.recovery._Judge`, the export's gates) running IR files on the
+    OpenVINO backend, in the chunks the export's own judgement uses."""
+    from edge_sdk.backend import load_backend
+    from edge_sdk_export.fidelity import head_outputs
+    from edge_sdk_export.recovery import _Judge
 
-    def __init__(self, card: ModelCard, heldout: np.ndarray, ref: HeadOutputs, settings: RecoverySettings) -> None:
-        from edge_sdk_export.fidelity import DEFAULT_GATES
+    def outputs(xml: Path) -> HeadOutputs:
+        return head_outputs(load_backend(xml, card=card, threads=settings.threads), heldout)
 
-        self.card = card
-        self.heldout = heldout
-        self.ref = ref
-        self.gates = dict(DEFAULT_GATES if settings.gates is None else settings.gates)
-        self.threads = settings.threads
-        self.count = 0
-
-    def score(self, outputs: dict[str, np.ndarray], rows: np.ndarray) -> float:
-        """NNCF's metric: :func:`gate_score` of raw outputs on held-out ``rows`` (subsets too)."""
-        from edge_sdk_export.fidelity import compare, gate_score
-
-        reference = {head: values[rows] for head, values in self.ref.items()}
-        return gate_score(compare(self.card, reference, split_heads(self.card, outputs)), self.gates)
-
-    def judge(self, xml: Path, float_layers: tuple[str, ...]) -> Trial:
-        from edge_sdk.backend import load_backend
-        from edge_sdk_export.fidelity import apply_gates, compare, gate_score, head_outputs
-
-        self.count += 1
-        outputs = head_outputs(load_backend(xml, card=self.card, threads=self.threads), self.heldout)
-        metrics = compare(self.card, self.ref, outputs)
-        passed, results = apply_gates(metrics, self.gates)
-        failing = tuple(r.message for r in results if r.status == "fail")
-        names = tuple(r.metric for r in results if r.status == "fail")
-        return Trial(float_layers, metrics, passed, 1.0 - gate_score(metrics, self.gates), 0.0, failing, names)
+    return _Judge(card, heldout, ref, settings, work, outputs)
 
 
 def recover_openvino(
@@ -93,8 +74,10 @@ def recover_openvino(
     the same settings: under accuracy control when ``validation`` (held-out batch, score function) is given, else
     with ``float_layers`` left out. ``fp32_xml`` (the parent as an FP32 IR) is timed beside the two for the cost.
     """
+    from edge_sdk_export.fidelity import gate_score, score_on_rows
+
     start = time.perf_counter()
-    judge = _IrJudge(card, heldout, heldout_ref, settings)
+    judge = _ir_judge(card, heldout, heldout_ref, settings, work)
     baseline = judge.judge(xml, ())
     budget = max(0, int(settings.max_float_layers))
     if baseline.passed or budget == 0:
@@ -103,7 +86,8 @@ def recover_openvino(
     folder = work / "openvino_recovery"
     folder.mkdir(parents=True, exist_ok=True)
     with _RevertLog() as reverted:
-        ranking = quantize(folder / "ranking.xml", validation=(heldout, judge.score), max_iterations=budget)
+        score = score_on_rows(card, heldout_ref, partial(gate_score, gates=judge.gates))
+        ranking = quantize(folder / "ranking.xml", validation=(heldout, score), max_iterations=budget)
     ranked = ranked_layers(reverted.layers, ranking, xml)[:budget]
     best, kept = baseline, None
     for count in range(1, len(ranked) + 1):
