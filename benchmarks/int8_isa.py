@@ -302,8 +302,12 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         "# INT8 QDQ schemes per x86 int8-kernel class (ONNX Runtime CPU)",
         "",
-        "Reproduce: `python benchmarks/int8_isa.py` (native + `--emulate haswell`; needs qemu-user)"
-        + (f", {emulated['seconds'] / 60:.0f} min under the emulator here." if emulated else "."),
+        (
+            "Reproduce: `python benchmarks/int8_isa.py` (native + `--emulate haswell`; needs qemu-user), "
+            f"{emulated['seconds'] / 60:.0f} min under the emulator here."
+            if emulated
+            else "Reproduce: `python benchmarks/int8_isa.py --no-emulate` (this host's kernels only)."
+        ),
         "",
         f"Host: **{host['cpu']}**, {host['arch']}, ISA flags: {' '.join(host['isa_flags'])}; onnxruntime "
         f"{host['onnxruntime']}; native int8 kernels: **{native['int8_kernels']}** (MatMulInteger probe: "
@@ -319,7 +323,7 @@ def markdown(report: dict[str, Any]) -> str:
             "",
         ]
     lines += [
-        "Not run: ARM (NEON, dot-product) and any real AVX2 machine (its latency is unknown here). ARM's int8 "
+        f"Not run: {' and '.join(report['not_run'])}. ARM's int8 "
         "kernels accumulate in int32 like VNNI's, so ARM computes what the VNNI column shows; with reduce_range "
         "(|w| <= 64) no x86 kernel can saturate either, so those files compute the same integers on every ISA.",
         "",
@@ -440,7 +444,9 @@ def main(argv: list[str] | None = None) -> int:
         qemu_cpu = EMULATED_CPUS[args.emulate]
         emulated = run_emulated(manifest, qemu_cpu, args.work, args.jobs)
         report["emulated"] = {**emulated, "qemu_cpu": qemu_cpu, "note": "accuracy only; latency not measured"}
-    report["not_run"] = ["ARM (NEON / dot-product)", "latency on a real AVX2-only x86 CPU"]
+    report["not_run"] = ["ARM (NEON / dot-product)"]
+    if report["native"]["int8_kernels"] != "x86-no-vnni":
+        report["not_run"].append("latency on a real AVX2-only x86 CPU")
     report["chosen"] = CHOSEN
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "int8_isa.json").write_text(json.dumps(report, indent=1) + "\n")

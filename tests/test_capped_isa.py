@@ -133,3 +133,47 @@ def test_a_capped_run_that_errors_is_no_verdict():
     assert "x86-vnni + x86-no-vnni not run (capped)" in markdown_table([row])
     judged = replace(row, checks={"kernel_classes": {"x86-no-vnni": failed.to_check()}})
     assert validated_on(judged, collect_machine_info()).also_on == {"x86-no-vnni": False}
+
+
+def _decide(tmp_path, monkeypatch, host: CpuInfo, capped: list[CappedJudgement]) -> tuple[str, list[str]]:
+    """Run the export's OpenVINO portability step with NNCF replaced by a stub that writes which overflow fix it
+    used, where the first-layer IR fails the gates here and the all-layer one passes: (fix kept, fixes tried)."""
+    from types import SimpleNamespace
+
+    import edge_sdk_export.exporters as exporters
+    from edge_sdk_export.quant_openvino import ALL_LAYERS_OVERFLOW_FIX, FIRST_LAYER_OVERFLOW_FIX
+
+    tried: list[str] = []
+
+    def quantize(job, xml, overflow_fix, reference):
+        tried.append(overflow_fix)
+        for suffix in (".xml", ".bin"):
+            xml.with_suffix(suffix).write_text(overflow_fix, encoding="utf-8")
+
+    monkeypatch.setattr("edge_sdk.cpu.describe_cpu", lambda: host)
+    monkeypatch.setattr("edge_sdk_export.capped_isa.judge_capped", lambda *args: capped)
+    monkeypatch.setattr(exporters, "_openvino_int8", quantize)
+    monkeypatch.setattr(exporters, "_passes_here", lambda job, ir, recovery: ir.read_text() == ALL_LAYERS_OVERFLOW_FIX)
+    xml = tmp_path / "m.xml"
+    for suffix in (".xml", ".bin"):
+        xml.with_suffix(suffix).write_text(FIRST_LAYER_OVERFLOW_FIX, encoding="utf-8")
+    job = SimpleNamespace(
+        heldout=np.zeros((2, 3, 64, 64), np.float32), heldout_ref={}, card=None, work=tmp_path, recovery=None
+    )
+    _, kept, _ = exporters._portable_openvino(job, xml, tmp_path / "reference.xml", None)
+    assert xml.read_text() == kept  # the IR in place is the one reported
+    return kept, tried
+
+
+def test_an_ir_failing_on_this_hosts_saturating_kernels_is_quantized_again_with_the_all_layer_overflow_fix(
+    tmp_path, monkeypatch
+):
+    """Found on a real AVX2-only AMD EPYC: the FER2013 Xception's IR (first-layer fix) agreed 0.9615 there and float
+    layers did not help; only VNNI hosts, through the capped judge, used to try the all-layer fix."""
+    from edge_sdk_export.quant_openvino import ALL_LAYERS_OVERFLOW_FIX, FIRST_LAYER_OVERFLOW_FIX
+
+    assert _decide(tmp_path, monkeypatch, HASWELL, []) == (ALL_LAYERS_OVERFLOW_FIX, [ALL_LAYERS_OVERFLOW_FIX])
+    # a VNNI host whose own kernels fail the IR: saturation is not why, so no all-layer retry (recovery's job)
+    assert _decide(tmp_path, monkeypatch, VNNI_XEON, []) == (FIRST_LAYER_OVERFLOW_FIX, [])
+    # an ARM host neither: its int8 kernels accumulate in int32
+    assert _decide(tmp_path, monkeypatch, PI5, []) == (FIRST_LAYER_OVERFLOW_FIX, [])
