@@ -228,12 +228,17 @@ def _portable_openvino(
     if not len(job.heldout):
         return [], FIRST_LAYER_OVERFLOW_FIX, recovery
     judged = judge_capped(xml, job.card, job.heldout, job.heldout_ref, gates, here, job.work / "capped")
-    passes_here = _passes_here(job, xml, recovery)
-    saturating_here = here.int8_kernels == SATURATING_KERNELS and not passes_here
-    if not saturating_here and (not any(j.failed for j in judged) or not passes_here):
+    fails_capped, saturating_here = any(j.failed for j in judged), here.int8_kernels == SATURATING_KERNELS
+    if not fails_capped and not saturating_here:
         return judged, FIRST_LAYER_OVERFLOW_FIX, recovery
-    where = "on this CPU's int8 kernels (x86 without VNNI)" if saturating_here else "on other int8 kernels"
-    logger.info("OpenVINO IR fails %s; trying NNCF's overflow fix in every layer", where)
+    passes_here = _passes_here(job, xml, recovery)
+    if fails_capped and passes_here:
+        logger.info("OpenVINO IR fails on other int8 kernels; trying NNCF's overflow fix in every layer")
+    elif saturating_here and not passes_here:
+        logger.info("OpenVINO IR fails on this CPU's int8 kernels (x86 without VNNI); trying NNCF's overflow fix in "
+                    "every layer")  # fmt: skip
+    else:
+        return judged, FIRST_LAYER_OVERFLOW_FIX, recovery
     folder = job.work / "overflow_fix_all"
     folder.mkdir(parents=True, exist_ok=True)
     candidate = folder / xml.name
