@@ -91,7 +91,6 @@ class ZooRun:
     prune: float
     distill_steps: int = 0  # 0: the export's default
     gates: tuple[str, ...] = ()  # --gate overrides of the export (NEAR_TIE_GATES for weak, near-tied models)
-    quant_aware_steps: int = 0  # --quant-aware-steps of a pruned export (0: off)
 
     def argv(self, out: Path) -> list[str]:
         argv = [sys.executable, "-m", "edge_sdk", "export", "--model", self.model, "--targets", ",".join(TARGETS),
@@ -105,19 +104,14 @@ class ZooRun:
             argv += ["--distill-steps", str(self.distill_steps)]
         if self.prune > 0 and self.card is None:  # a zoo model: trained on rendered faces, distilled on them too
             argv += ["--distill-synthetic", str(DISTILL_SYNTHETIC)]
-        if self.prune > 0 and self.quant_aware_steps > 0:
-            argv += ["--quant-aware-steps", str(self.quant_aware_steps)]
         for gate in self.gates:
             argv += ["--gate", gate]
         return argv
 
 
-def zoo_runs(
-    models: list[str], unpruned: bool, distill_steps: int = 0, near_tie: bool = False, quant_aware_steps: int = 0
-) -> list[ZooRun]:
+def zoo_runs(models: list[str], unpruned: bool, distill_steps: int = 0, near_tie: bool = False) -> list[ZooRun]:
     """The exports asked for: each zoo model pruned (and unpruned), then each Keras model (quantized only).
-    ``near_tie``: the pruned zoo exports run with :data:`NEAR_TIE_GATES` (key suffix ``-neartie``);
-    ``quant_aware_steps``: with that many quantization-aware distillation steps (key suffix ``-qatN``)."""
+    ``near_tie``: the pruned zoo exports run with :data:`NEAR_TIE_GATES` (key suffix ``-neartie``)."""
     keras: list[ZooRun] = []
     for path in sorted(KERAS.glob("*.hdf5")):
         stem = path.name.split(".")[0]  # fer2013_big_XCEPTION.54-0.66.hdf5 -> fer2013_big_XCEPTION
@@ -132,8 +126,7 @@ def zoo_runs(
         family = (module.__doc__ or name).split("\n", 1)[0].removeprefix("Zoo model: ").rstrip(".")
         model = f"{(ZOO / f'{name}.py').relative_to(REPO)}:build"
         key, gates = f"{name}-pruned{round(PRUNE * 100)}", NEAR_TIE_GATES if near_tie else ()
-        key += (f"-qat{quant_aware_steps}" if quant_aware_steps else "") + ("-neartie" if near_tie else "")
-        pruned.append(ZooRun(key, family, model, None, PRUNE, distill_steps, gates, quant_aware_steps))
+        pruned.append(ZooRun(key + ("-neartie" if near_tie else ""), family, model, None, PRUNE, distill_steps, gates))
         if unpruned:
             dense.append(ZooRun(name, family, model, None, 0.0))
     return keras + pruned + dense
@@ -507,9 +500,6 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="export the pruned zoo models with the near-tie gates (key suffix -neartie; for weak, near-tied heads)",
     )
-    parser.add_argument(
-        "--quant-aware-steps", type=int, default=0, help="--quant-aware-steps of the pruned exports (0: off)"
-    )
     parser.add_argument("--jobs", type=int, default=2, help="emulated processes at a time (one core each)")
     parser.add_argument("--work", type=Path, default=WORK)
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -551,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
 
         logger.info("training (or loading from .cache/zoo) %s", ", ".join(zoo))
         record.setdefault("training", {}).update(training.train_all(zoo))
-    runs = zoo_runs(names, args.unpruned, args.distill_steps, args.near_tie_gates, args.quant_aware_steps)
+    runs = zoo_runs(names, args.unpruned, args.distill_steps, args.near_tie_gates)
     args.work.mkdir(parents=True, exist_ok=True)
     results, prepared = [], []
     for run in runs:

@@ -80,13 +80,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-distill-synthetic", action="store_true", help="same as --distill-synthetic 0")
     parser.add_argument(
-        "--quant-aware-steps",
-        type=int,
-        metavar="N",
-        help="with --prune: N more distillation steps with INT8 rounding simulated (weights and layer inputs), for "
-        "INT8 loss spread over the whole net (default 0: off)",
-    )
-    parser.add_argument(
         "--max-drop",
         type=float,
         help="OpenVINO: use NNCF accuracy control, allowing this drop of the fidelity score (e.g. 0.01)",

@@ -47,6 +47,8 @@ class ExportJob:
     recovery: RecoverySettings | None = None
     # jetson/cpu/rpi: rescale channels between conv pairs before quantizing (False: quantize the parent as is)
     equalize: bool = True
+    # the pruned FP32 parent already misses the gates: no INT8 scheme can pass, so none is tried in vain
+    parent_misses: bool = False
 
 
 @dataclass
@@ -234,7 +236,7 @@ def _portable_openvino(
     passes_here = _passes_here(job, xml, recovery)
     if fails_capped and passes_here:
         logger.info("OpenVINO IR fails on other int8 kernels; trying NNCF's overflow fix in every layer")
-    elif saturating_here and not passes_here:
+    elif saturating_here and not passes_here and not job.parent_misses:
         logger.info("OpenVINO IR fails on this CPU's int8 kernels (x86 without VNNI); trying NNCF's overflow fix in "
                     "every layer")  # fmt: skip
     else:

@@ -102,7 +102,6 @@ class ExportOptions:
     distill_steps: int = DEFAULT_STEPS
     distill_lr: float = DEFAULT_LR
     distill_synthetic: int | None = None  # rendered faces added to distillation (None: demo only)
-    quant_aware_steps: int = 0  # with prune: distillation steps more with INT8 rounding simulated (0: off)
     max_drop: float | None = None
     # every target: when a gate fails, keep at most this many layers in float to pass it (0: recovery off)
     max_float_layers: int = DEFAULT_MAX_FLOAT_LAYERS
@@ -437,7 +436,6 @@ def prune_step(ctx: RunContext, source: SourceModel, faces: FaceSets, ref: Refer
         progress=options.progress,
         round_to=options.round_to,
         validator=_validator(source, card, data.validation, options),
-        quant_aware_steps=options.quant_aware_steps,
     )
     pruned_card = card.with_changes(
         export=ExportInfo(
@@ -555,6 +553,7 @@ def export_step(ctx: RunContext, parent: Parent, faces: FaceSets, ref: Reference
             max_drop=options.max_drop,
             recovery=RecoverySettings(max_float_layers, dict(options.gates), options.threads, options.latency_runs),
             equalize=options.equalize,
+            parent_misses=bool(parent.misses),
         )
         job.work.mkdir(parents=True, exist_ok=True)
         task = TargetTask(TARGETS[target], job, ref.outputs, ref.size, parent.params, settings)
@@ -654,12 +653,6 @@ def _check_options(options: ExportOptions) -> list[str]:
         )
     if not options.distill_lr > 0:
         raise InputError(f"--distill-lr {options.distill_lr}: expected a learning rate > 0 (e.g. 1e-4)")
-    if options.quant_aware_steps < 0:
-        raise InputError(f"--quant-aware-steps {options.quant_aware_steps}: expected a number of steps >= 0 (0: off)")
-    if options.quant_aware_steps and options.prune <= 0:
-        raise InputError(
-            f"--quant-aware-steps {options.quant_aware_steps}: needs --prune (it continues pruning's distillation)"
-        )
     if options.max_float_layers < 0:
         raise InputError(f"--max-float-layers {options.max_float_layers}: expected a number of layers >= 0 (0: off)")
     if not 0.0 < options.heldout_fraction < 1.0:

@@ -633,36 +633,6 @@ class _Checkpoints:
         return {"checks": self.history, "kept_step": step, "kept_score": round(score, 5)}
 
 
-QUANT_AWARE_CALIBRATION = 256  # crops the simulated activation ranges are calibrated on
-
-
-def _quant_aware(
-    student: Any,
-    teacher: Any,
-    data: np.ndarray,
-    card: ModelCard | None,
-    steps: int,
-    lr: float,
-    seed: int,
-    progress: bool,
-    activations: Activations | None,
-    validator: Validator | None,
-) -> dict[str, Any]:
-    """Distil ``student`` ``steps`` more steps with INT8 rounding simulated; the report's ``quant_aware`` part."""
-    import torch
-
-    from edge_sdk_export.quant_aware import simulated_int8
-
-    pick = np.random.default_rng(seed).choice(len(data), size=min(QUANT_AWARE_CALIBRATION, len(data)), replace=False)
-    sample = torch.from_numpy(to_layout(data[np.sort(pick)].astype(np.float32), card))
-    with simulated_int8(student, sample) as simulated:
-        report = distill(student, teacher, data, steps=steps, lr=lr, seed=seed + 1, progress=progress,
-                         activations=activations, card=card, validator=validator)  # fmt: skip
-    report["simulated_layers"] = simulated["layers"]
-    report["activation_percentile"] = simulated["activation_percentile"]
-    return report
-
-
 def _check_data(data: np.ndarray, card: ModelCard | None) -> None:
     """Raise InputError unless ``data`` is a non-empty NCHW batch of the card's input (channels, size)."""
     shape = getattr(data, "shape", ())
@@ -701,7 +671,6 @@ def prune_and_recover(
     batch: int = DEFAULT_BATCH,
     activations: Activations | None = None,
     validator: Validator | None = None,
-    quant_aware_steps: int = 0,
 ) -> PruneResult:
     """Prune ``ratio`` of the channels of any torch ``model`` and recover by self-distillation on ``data``.
 
@@ -712,9 +681,7 @@ def prune_and_recover(
     (:func:`output_layers`); the teacher is an unpruned copy; each card head is distilled by its activation and
     clamp, on its ``columns`` of a shared output. Without a card (the reference network, legacy callers) the
     outputs are distilled by ``activations`` or plain squared error. ``validator``: see :func:`distill` (the
-    best-scoring checkpoint is kept). ``quant_aware_steps``: after that, distil this many steps more with INT8
-    rounding simulated (:mod:`edge_sdk_export.quant_aware`; the validator then scores the rounded student, so
-    the checkpoint kept is the best simulated INT8 one, step 0 included). The model passed in is not modified.
+    best-scoring checkpoint is kept). The model passed in is not modified.
     """
     import torch
 
@@ -766,9 +733,6 @@ def prune_and_recover(
         card=card,
         validator=validator,
     )
-    if quant_aware_steps > 0:
-        report["quant_aware"] = _quant_aware(student, teacher, data, card, quant_aware_steps, lr, seed, progress,
-                                             activations, validator)  # fmt: skip
     report["global_pruning"] = global_pruning
     report["round_to"] = round_to
     return PruneResult(student, params_before, params_after, macs_before, macs_after, report, kept_names)

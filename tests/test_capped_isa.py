@@ -135,7 +135,9 @@ def test_a_capped_run_that_errors_is_no_verdict():
     assert validated_on(judged, collect_machine_info()).also_on == {"x86-no-vnni": False}
 
 
-def _decide(tmp_path, monkeypatch, host: CpuInfo, capped: list[CappedJudgement]) -> tuple[str, list[str]]:
+def _decide(
+    tmp_path, monkeypatch, host: CpuInfo, capped: list[CappedJudgement], parent_misses: bool = False
+) -> tuple[str, list[str]]:
     """Run the export's OpenVINO portability step with NNCF replaced by a stub that writes which overflow fix it
     used, where the first-layer IR fails the gates here and the all-layer one passes: (fix kept, fixes tried)."""
     from types import SimpleNamespace
@@ -158,7 +160,12 @@ def _decide(tmp_path, monkeypatch, host: CpuInfo, capped: list[CappedJudgement])
     for suffix in (".xml", ".bin"):
         xml.with_suffix(suffix).write_text(FIRST_LAYER_OVERFLOW_FIX, encoding="utf-8")
     job = SimpleNamespace(
-        heldout=np.zeros((2, 3, 64, 64), np.float32), heldout_ref={}, card=None, work=tmp_path, recovery=None
+        heldout=np.zeros((2, 3, 64, 64), np.float32),
+        heldout_ref={},
+        card=None,
+        work=tmp_path,
+        recovery=None,
+        parent_misses=parent_misses,
     )
     _, kept, _ = exporters._portable_openvino(job, xml, tmp_path / "reference.xml", None)
     assert xml.read_text() == kept  # the IR in place is the one reported
@@ -177,3 +184,5 @@ def test_an_ir_failing_on_this_hosts_saturating_kernels_is_quantized_again_with_
     assert _decide(tmp_path, monkeypatch, VNNI_XEON, []) == (FIRST_LAYER_OVERFLOW_FIX, [])
     # an ARM host neither: its int8 kernels accumulate in int32
     assert _decide(tmp_path, monkeypatch, PI5, []) == (FIRST_LAYER_OVERFLOW_FIX, [])
+    # nor a pruned parent that misses the gates itself: no INT8 scheme can pass then
+    assert _decide(tmp_path, monkeypatch, HASWELL, [], parent_misses=True) == (FIRST_LAYER_OVERFLOW_FIX, [])

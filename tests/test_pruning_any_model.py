@@ -283,39 +283,3 @@ def test_the_export_validator_scores_per_group_and_keeps_the_worst(tmp_path: Pat
 
         assert score(OffOnRealCrops()) < 0
     assert _validator(source, card, {}, options) is None
-
-
-def test_quant_aware_distillation_lowers_the_simulated_int8_error_and_leaves_a_plain_float_module(byo):
-    """``quant_aware_steps`` (``--quant-aware-steps``): the same number of distillation steps in all, the last ones
-    with INT8 rounding simulated, gives a student whose *rounded* outputs are closer to the teacher's; afterwards
-    the module is plain float again (no parametrization left, exports as before)."""
-    from torch.nn.utils import parametrize
-
-    from edge_sdk_export.quant_aware import simulated_int8
-
-    model, card = byo
-    data, check = _crops(card, 128, 16), _crops(card, 64, 17)
-    plain = prune_and_recover(model, RATIO, data, card, steps=2 * STEPS, batch=32, seed=0, progress=False)
-    aware = prune_and_recover(
-        model, RATIO, data, card, steps=STEPS, batch=32, seed=0, progress=False, quant_aware_steps=STEPS
-    )
-    report = aware.distill["quant_aware"]
-    assert report["steps_run"] == STEPS and report["simulated_layers"] > 10
-    assert not any(parametrize.is_parametrized(m) for m in aware.model.modules())
-
-    def rounded_error(student) -> float:
-        with simulated_int8(student, torch.from_numpy(data[:64].astype(np.float32))):
-            return sum(_errors(card, model, student, check).values())
-
-    assert rounded_error(aware.model) < rounded_error(plain.model)
-
-
-def test_quant_aware_steps_need_pruning(tmp_path: Path):
-    from edge_sdk.errors import InputError
-    from edge_sdk_export.pipeline import ExportOptions, run_export
-
-    options = ExportOptions(
-        model="demo", targets=["cpu"], calib="synthetic", out=tmp_path / "out", quant_aware_steps=10
-    )
-    with pytest.raises(InputError, match="--quant-aware-steps 10: needs --prune"):
-        run_export(options)
