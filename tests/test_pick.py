@@ -346,3 +346,15 @@ def test_bad_report_and_values_exit_2(export_dir: Path, tmp_path: Path, capsys) 
     with pytest.raises(SystemExit) as exc:
         main(["pick", "--model", str(export_dir), "--target", "tpu"])
     assert exc.value.code == 2 and "expected one or more of" in capsys.readouterr().err
+
+
+def test_other_targets_files_in_the_folder_are_no_note(export_dir: Path) -> None:
+    """Scanning a full export folder for openvino (which also runs the FP32 parent .onnx) passes over the cpu and
+    jetson .onnx files as other targets' artifacts, as it does for any file exported for another target; it used
+    to print "skipped ...: a .onnx file is not a openvino artifact" for each on every `pick`."""
+    from edge_sdk.bench.artifacts import scan_folder
+    from edge_sdk.targets import TARGETS
+
+    scanned = scan_folder(export_dir, TARGETS["openvino"])
+    assert [a.path.name for a in scanned.artifacts] == ["demo_fp32.onnx"]
+    assert not [n for n in scanned.notes if n.startswith("skipped ")], scanned.notes

@@ -76,19 +76,21 @@ def artifact_files(path: Path, card: ModelCard) -> tuple[Path, ...]:
 
 def check_for_target(path: Path, card: ModelCard, target: Target) -> str:
     """Raise unless ``path`` can be benchmarked as ``target``; returns the backend that runs it."""
-    suffix = path.suffix.lower()
-    parent_ok = suffix in target.fp32_parent_suffixes and card.export.target is None
-    if suffix != target.artifact_suffix and not parent_ok:
-        raise ArtifactError(
-            f"{path}: a {suffix or 'suffixless'} file is not a {target.name} artifact; target {target.name} runs "
-            f"{target.artifact_suffix} ({target.artifact_format}) files"
-        )
+    # Another target's artifact first: in a multi-target export folder that is the answer (scan_folder skips
+    # such files quietly), whatever its suffix.
     if card.export.target not in (None, target.name):
         raise ContractError(
             "export.target",
             f"this artifact was exported for target '{card.export.target}', not '{target.name}'; "
             f"use --target {card.export.target} or the {target.name} artifact",
             str(path),
+        )
+    suffix = path.suffix.lower()
+    parent_ok = suffix in target.fp32_parent_suffixes and card.export.target is None
+    if suffix != target.artifact_suffix and not parent_ok:
+        raise ArtifactError(
+            f"{path}: a {suffix or 'suffixless'} file is not an artifact of target {target.name}, which runs "
+            f"{target.artifact_suffix} ({target.artifact_format}) files"
         )
     return target.backend  # the target's backend runs every suffix it accepts
 
