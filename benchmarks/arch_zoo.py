@@ -373,12 +373,10 @@ def _pruned_parent_lines(record: dict[str, Any]) -> list[str]:
     ] + lines
 
 
-def not_run(native_kernels: str) -> list[str]:
-    """What this host could not run: ARM always; AVX2-only latency unless the host is that class itself."""
-    missing = ["ARM (NEON / dot-product)"]
-    if native_kernels != "x86-no-vnni":
-        missing.append("latency on a real AVX2-only x86 CPU")
-    return missing
+def _not_run(native_kernels: str) -> list[str]:
+    from benchmarks.int8_isa import not_run
+
+    return not_run(native_kernels)
 
 
 def markdown(record: dict[str, Any]) -> str:
@@ -394,7 +392,7 @@ def markdown(record: dict[str, Any]) -> str:
         f"Host: **{host['cpu']}**, {host['arch']}, ISA flags: {' '.join(host['isa_flags'])}; onnxruntime "
         f"{host['onnxruntime']}; native int8 kernels **{native['int8_kernels']}** (MatMulInteger probe: u8s8 "
         f"saturates = {native['u8s8_saturates']}). Not run: "
-        f"{' and '.join(record.get('not_run') or not_run(native['int8_kernels']))}.",
+        f"{' and '.join(record.get('not_run') or _not_run(native['int8_kernels']))}.",
     ]
     if emulated:
         lines += [
@@ -475,7 +473,7 @@ def emulate_recorded(args: argparse.Namespace) -> int:
         prepared.append({"key": result["key"], "folder": str(out / "_judge"), "artifacts": artifacts})
     qemu_cpu = EMULATED_CPUS["haswell"]
     record["emulated"] = {**run_emulated({"models": prepared}, qemu_cpu, args.work, args.jobs), "qemu_cpu": qemu_cpu}
-    record["not_run"] = not_run(record["native"]["int8_kernels"])
+    record["not_run"] = _not_run(record["native"]["int8_kernels"])
     record["seconds"] = round(record["seconds"] + time.perf_counter() - t0, 1)
     path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     (args.out / "arch_zoo.md").write_text(markdown(record), encoding="utf-8")
@@ -583,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
         merged.update({k: v for k, v in emulated.items() if k not in ("models", "seconds") and v is not None})
         for key in keys:
             merged["models"][key] = {**skipped.get(key, {}), **emulated["models"].get(key, {})}
-    record["not_run"] = not_run(record["native"]["int8_kernels"])
+    record["not_run"] = _not_run(record["native"]["int8_kernels"])
     invocation["seconds"] = round(time.perf_counter() - t0, 1)
     record["seconds"] = round(sum(i["seconds"] for i in record["invocations"]), 1)
     path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")

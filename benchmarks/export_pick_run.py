@@ -37,7 +37,7 @@ METRICS = ("expression_agreement", "expression_mean_abs_dp", "au_occurrence_f1",
 
 
 def edge_sdk(*args: str) -> list[str]:
-    return [sys.executable, "-c", "import sys; from edge_sdk.cli import main; sys.exit(main())", *args]
+    return [sys.executable, "-m", "edge_sdk", *args]
 
 
 def export(name: str, extra: list[str], work: Path) -> dict[str, Any]:
@@ -155,13 +155,10 @@ def markdown(data: dict[str, Any]) -> str:
         lines += [f"**{name}**: " + (chosen.get("reason") or chosen.get("error") or "no choice"), ""]
         lines += ["| candidate | file | runtime | p50 ms | p90 ms | vs FP32 (same runtime) | status |"]
         lines += ["|---|---|---|---|---|---|---|"]
+        choice = chosen.get("choice") or {}
+        picked = (choice.get("file"), choice.get("backend"))
         for c in chosen.get("candidates", []):
-            mark = (
-                " (**chosen**)"
-                if c["file"] == (chosen.get("choice") or {}).get("file")
-                and c.get("backend") == (chosen.get("choice") or {}).get("backend")
-                else ""
-            )
+            mark = " (**chosen**)" if (c["file"], c.get("backend")) == picked else ""
             speed = c.get("speedup_vs_fp32_same_runtime")
             lines.append(
                 f"| {c['label']}{mark} | {c['file']} | {c.get('backend') or '–'} | {_fmt(c.get('p50_ms'))} | "

@@ -296,6 +296,14 @@ def _cells(row: dict[str, Any] | None) -> list[str]:
     return [agreement, _fmt(m["au_occurrence_f1"]), _fmt(m["va_ccc"]), _fmt(m["pspi_mae"]), verdict]
 
 
+def not_run(native_kernels: str) -> list[str]:
+    """What a host could not run: ARM always; AVX2-only latency unless the host is that class itself."""
+    missing = ["ARM (NEON / dot-product)"]
+    if native_kernels != "x86-no-vnni":
+        missing.append("latency on a real AVX2-only x86 CPU")
+    return missing
+
+
 def markdown(report: dict[str, Any]) -> str:
     host = report["host"]
     native, emulated = report["native"], report.get("emulated")
@@ -444,9 +452,7 @@ def main(argv: list[str] | None = None) -> int:
         qemu_cpu = EMULATED_CPUS[args.emulate]
         emulated = run_emulated(manifest, qemu_cpu, args.work, args.jobs)
         report["emulated"] = {**emulated, "qemu_cpu": qemu_cpu, "note": "accuracy only; latency not measured"}
-    report["not_run"] = ["ARM (NEON / dot-product)"]
-    if report["native"]["int8_kernels"] != "x86-no-vnni":
-        report["not_run"].append("latency on a real AVX2-only x86 CPU")
+    report["not_run"] = not_run(report["native"]["int8_kernels"])
     report["chosen"] = CHOSEN
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "int8_isa.json").write_text(json.dumps(report, indent=1) + "\n")
