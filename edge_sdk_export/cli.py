@@ -95,7 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-equalize",
         action="store_true",
-        help="jetson/cpu/rpi: quantize the FP32 model as it is, without first equalizing the channel ranges "
+        help="quantize the FP32 model as it is, without first equalizing the channel ranges "
         "between convolution pairs (see the report's checks.equalization)",
     )
     parser.add_argument(

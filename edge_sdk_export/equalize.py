@@ -20,9 +20,18 @@ the model's function unchanged and shrinks the spread of that tensor's channel r
   ``i`` (the balance of Nagel et al. 2019 "Data-Free Quantization" and SmoothQuant's alpha = 0.5), scaled so
   ``max s = 1``.
 
-Other pairs (grouped convolutions, Clip/ReLU6/HardSwish between, tensors read twice such as residual adds) are
-left alone. The pass is the same for every model; it runs on the FP32 graph the quantizers read, and float
-layers of a mixed-precision file take their weights from that same equalized graph.
+A ``Clip`` between them with lower bound 0 (ReLU6) or none and a constant upper bound ``M`` is not homogeneous:
+``clip(x / s, 0, M) = clip(x, 0, M) / s`` only while ``x / s <= M``. So for such a pair each ``s_i`` (at most 1)
+is raised, if needed, until channel ``i``'s calibration range ``r_i`` scaled by ``1 / s_i`` stays within
+``M / 2`` (a channel that came near ``M`` keeps ``s_i = 1``, exactly as it was): the Clip cuts a rescaled channel
+differently only where it passes twice its largest value on the calibration crops, beyond the range of the INT8
+tensor after it (calibrated on the same crops) anyway. MobileNet/EfficientNet-lite style nets
+use ReLU6 everywhere; on the pruned EfficientNet-lite of the architecture zoo the tensors between convolutions
+had a widest channel up to 547x the median one (benchmarks/results/arch_zoo.md).
+
+Other pairs (grouped convolutions, HardSwish between, tensors read twice such as residual adds) are left alone. The
+pass is the same for every model; it runs on the FP32 graph the quantizers read, and float layers of a mixed-
+precision file take their weights from that same equalized graph.
 """
 
 from __future__ import annotations
@@ -39,6 +48,9 @@ logger = logging.getLogger(__name__)
 
 HOMOGENEOUS = ("Relu", "LeakyRelu", "PRelu")
 CHUNK = 32  # calibration rows per inference pass (intermediate tensors of a whole batch can be large)
+# A rescaled channel behind a Clip keeps its calibration range within bound / CLIP_HEADROOM: the Clip then cuts it
+# differently only where it passes twice the largest value the calibration crops showed.
+CLIP_HEADROOM = 2.0
 MIN_RELATIVE = 1e-6  # channel ranges floored at this share of the widest (dead channels: no division by zero)
 
 
@@ -51,6 +63,7 @@ class Pair:
     second: Any  # Conv node B
     tensor: str  # the tensor B reads (A's output, or the activation's)
     depthwise: bool
+    bound: float | None = None  # the activation is a Clip with this upper bound (scales capped, see above)
 
 
 @dataclass(frozen=True)
@@ -82,6 +95,26 @@ def _per_channel_slope(node: Any, inits: dict[str, np.ndarray], channels: int) -
     return slope is not None and (slope.size == 1 or (slope.size == channels and max(slope.shape) == channels))
 
 
+def _constant(name: str, constants: dict[str, np.ndarray]) -> float | None:
+    value = constants.get(name)
+    return float(value) if value is not None and value.size == 1 else None
+
+
+def clip_bound(node: Any, constants: dict[str, np.ndarray]) -> float | None:
+    """The upper bound ``M`` of a ``Clip`` that rescaling can cross (lower bound 0, as in ReLU6, or none; constant
+    ``M > 0``), else None. Opset 11+ passes the bounds as inputs, older opsets as attributes."""
+    if node.op_type != "Clip":
+        return None
+    if len(node.input) > 1:
+        low = _constant(node.input[1], constants) if node.input[1] else None
+        high = _constant(node.input[2], constants) if len(node.input) > 2 and node.input[2] else None
+        low_ok = not node.input[1] or low == 0.0
+    else:
+        attributes = {a.name: float(a.f) for a in node.attribute}
+        high, low_ok = attributes.get("max"), attributes.get("min", 0.0) in (0.0, -np.finfo(np.float32).max)
+    return high if low_ok and high is not None and high > 0 else None
+
+
 def find_pairs(model: Any) -> list[Pair]:
     """Every ``Conv -> [homogeneous activation] -> Conv`` pair of ``model`` that can be rescaled."""
     from onnx import numpy_helper
@@ -92,6 +125,12 @@ def find_pairs(model: Any) -> list[Pair]:
         for name in node.input:
             readers.setdefault(name, []).append(node)
     outputs = {o.name for o in model.graph.output}
+    # Clip bounds may be Constant nodes (torch.onnx exports ReLU6 so) rather than initializers
+    constants = dict(inits)
+    for node in model.graph.node:
+        value = next((a.t for a in node.attribute if a.name == "value"), None) if node.op_type == "Constant" else None
+        if value is not None:
+            constants[node.output[0]] = numpy_helper.to_array(value)
 
     def own_float_constant(name: str) -> bool:  # rescaled in place: it must belong to this node alone
         return name in inits and inits[name].dtype == np.float32 and len(readers.get(name, [])) == 1
@@ -102,14 +141,16 @@ def find_pairs(model: Any) -> list[Pair]:
         if first.op_type != "Conv" or not all(own_float_constant(n) for n in first.input[1:] if n):
             continue
         channels = inits[first.input[1]].shape[0]
-        tensor, activation = first.output[0], None
+        tensor, activation, bound = first.output[0], None, None
         after = readers.get(tensor, [])
-        if len(after) == 1 and after[0].op_type in HOMOGENEOUS and tensor not in outputs:
-            activation = after[0]
-            if not _per_channel_slope(activation, inits, channels):
-                continue
-            tensor = activation.output[0]
-            after = readers.get(tensor, [])
+        if len(after) == 1 and tensor not in outputs:
+            bound = clip_bound(after[0], constants)
+            if after[0].op_type in HOMOGENEOUS or bound is not None:
+                activation = after[0]
+                if not _per_channel_slope(activation, inits, channels):
+                    continue
+                tensor = activation.output[0]
+                after = readers.get(tensor, [])
         if len(after) != 1 or after[0].op_type != "Conv" or tensor in outputs:
             continue
         second = after[0]
@@ -119,7 +160,7 @@ def find_pairs(model: Any) -> list[Pair]:
         group = _attribute(second, "group", 1)
         depthwise = group == channels and weights.shape[:2] == (channels, 1)
         if depthwise or (group == 1 and weights.shape[1] == channels):
-            pairs.append(Pair(first, activation, second, tensor, depthwise))
+            pairs.append(Pair(first, activation, second, tensor, depthwise, bound))
     return pairs
 
 
@@ -160,11 +201,15 @@ def pair_scales(pair: Pair, ranges: np.ndarray, second_weights: np.ndarray) -> n
     """``s`` of the module docstring for one pair (A's channel i is divided by s_i, 0 < s_i <= 1)."""
     ranges = _floored(ranges)
     if pair.depthwise:
-        return np.sqrt(ranges / ranges.max())
-    axes = (0, *range(2, second_weights.ndim))
-    weights = _floored(np.abs(second_weights).max(axis=axes).astype(np.float64))
-    scales = np.sqrt(ranges / weights)
-    return scales / scales.max()
+        scales = np.sqrt(ranges / ranges.max())
+    else:
+        axes = (0, *range(2, second_weights.ndim))
+        weights = _floored(np.abs(second_weights).max(axis=axes).astype(np.float64))
+        scales = np.sqrt(ranges / weights)
+        scales = scales / scales.max()
+    if pair.bound is not None:  # no channel's calibration range may grow past bound / headroom, nor any shrink
+        scales = np.clip(scales, np.minimum(ranges * CLIP_HEADROOM / pair.bound, 1.0), 1.0)
+    return scales
 
 
 def _spread(ranges: np.ndarray) -> float:

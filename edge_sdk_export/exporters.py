@@ -45,7 +45,7 @@ class ExportJob:
     # QDQ/TFLite targets: keep the fewest layers in float that pass the gates (None: recovery off); its gates
     # also judge the openvino IR on other int8 kernel classes (None: the default gates)
     recovery: RecoverySettings | None = None
-    # jetson/cpu/rpi: rescale channels between conv pairs before quantizing (False: quantize the parent as is)
+    # rescale channels between conv pairs before quantizing (False: quantize the parent as is)
     equalize: bool = True
     # the pruned FP32 parent already misses the gates: no INT8 scheme can pass, so none is tried in vain
     parent_misses: bool = False
@@ -125,9 +125,9 @@ def export_cpu(job: ExportJob) -> Exported:
 
 
 def export_openvino(job: ExportJob) -> Exported:
-    """OpenVINO IR INT8 via NNCF; accuracy-controlled when ``max_drop`` is set, else with the fewest layers (ranked
-    by NNCF's accuracy control) left in float when the all-INT8 IR misses a gate
-    (:mod:`edge_sdk_export.recovery_openvino`).
+    """OpenVINO IR INT8 via NNCF from the activation-equalized FP32 model; accuracy-controlled when ``max_drop``
+    is set, else with the fewest layers (ranked by NNCF's accuracy control) left in float when the all-INT8 IR
+    misses a gate (:mod:`edge_sdk_export.recovery_openvino`).
 
     The IR is also judged on the int8 kernels of smaller x86 CPUs this one reaches by capping oneDNN's ISA
     (:mod:`edge_sdk_export.capped_isa`: x86 without VNNI on a VNNI host). When it passes here but fails there, it
@@ -137,12 +137,16 @@ def export_openvino(job: ExportJob) -> Exported:
     from edge_sdk_export.quant_openvino import FIRST_LAYER_OVERFLOW_FIX
 
     reference = onnx_to_openvino_fp32(job.parent, job.work / "openvino_fp32")
+    # NNCF quantizes the activation-equalized copy (it equalizes nothing itself); the FP32 reference stays the parent
+    equalized, equalization = _equalized(job, fold_batchnorm=True)
+    job = replace(job, parent=equalized)
     xml = job.out_dir / f"{job.stem}.xml"
     recovery = _openvino_int8(job, xml, FIRST_LAYER_OVERFLOW_FIX, reference)
     other, overflow_fix, recovery = _portable_openvino(job, xml, reference, recovery)
     write_sidecar(job.card, [xml, xml.with_suffix(".bin")])
     checks: dict[str, Any] = {"accuracy_control": job.max_drop is not None, "max_drop": job.max_drop}
     checks["overflow_fix"] = overflow_fix
+    checks["equalization"] = equalization
     files = [xml, xml.with_suffix(".bin"), xml.with_name(xml.stem + ".card.json")]
     exported = Exported(files, reference, checks, other_kernels=other)
     if recovery is not None:

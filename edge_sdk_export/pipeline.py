@@ -105,7 +105,7 @@ class ExportOptions:
     max_drop: float | None = None
     # every target: when a gate fails, keep at most this many layers in float to pass it (0: recovery off)
     max_float_layers: int = DEFAULT_MAX_FLOAT_LAYERS
-    equalize: bool = True  # jetson/cpu/rpi: activation equalization before INT8 (edge_sdk_export.equalize)
+    equalize: bool = True  # activation equalization before INT8 (edge_sdk_export.equalize)
     gates: dict[str, Gate] = field(default_factory=lambda: dict(DEFAULT_GATES))
     force: bool = False
     seed: int = 0

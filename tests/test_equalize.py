@@ -21,7 +21,7 @@ WIDE = 12  # channels of the expansion
 
 def _net(seed: int = 0) -> onnx.ModelProto:
     """image -> conv (some output channels 100x the others) -> PRelu -> depthwise -> PRelu -> 1x1 -> Relu ->
-    conv -> Clip -> conv -> (added to itself: a tensor read twice) -> pooled output."""
+    conv -> Clip (ReLU6) -> conv -> (added to itself: a tensor read twice) -> pooled output."""
     rng = np.random.default_rng(seed)
     spread = np.where(np.arange(WIDE) % 4 == 0, 4.0, 0.04).astype(np.float32)  # 100x between channel groups
     inits = {
@@ -48,7 +48,7 @@ def _net(seed: int = 0) -> onnx.ModelProto:
         helper.make_node("Conv", ["p1", "w2", "b2"], ["c2"], name="project2"),
         helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
         helper.make_node("Conv", ["r2", "w3", "b3"], ["c3"], name="conv3", pads=pad),
-        helper.make_node("Clip", ["c3", "lo", "hi"], ["k3"], name="clip3"),  # not homogeneous: no pair
+        helper.make_node("Clip", ["c3", "lo", "hi"], ["k3"], name="clip3"),  # bounded ReLU: a capped pair
         helper.make_node("Conv", ["k3", "w4"], ["c4"], name="conv4"),
         helper.make_node("Add", ["c4", "c4"], ["s4"], name="twice"),
         helper.make_node("GlobalAveragePool", ["s4"], ["pooled"], name="pool"),
@@ -78,9 +78,14 @@ def _run(model: onnx.ModelProto | Path, x: np.ndarray) -> np.ndarray:
 
 
 def test_pairs_are_the_rescalable_ones() -> None:
-    pairs = {(p.first.name, p.second.name, p.depthwise) for p in find_pairs(_net())}
-    # conv3 -> Clip -> conv4 is not homogeneous; conv4's output is read twice (by one Add) and by no Conv.
-    assert pairs == {("conv0", "dw1", True), ("dw1", "project2", False), ("project2", "conv3", False)}
+    pairs = {(p.first.name, p.second.name, p.depthwise, p.bound) for p in find_pairs(_net())}
+    # conv4's output is read twice (by one Add) and by no Conv.
+    assert pairs == {
+        ("conv0", "dw1", True, None),
+        ("dw1", "project2", False, None),
+        ("project2", "conv3", False, None),
+        ("conv3", "conv4", False, 6.0),
+    }
 
 
 def test_function_kept_and_spread_reduced() -> None:
@@ -88,9 +93,9 @@ def test_function_kept_and_spread_reduced() -> None:
     before = _run(model, x)
     result = equalize_activations(model, "image", _batch(96, 2))
     after = _run(model, x)
-    assert result.pairs == 3
+    assert result.pairs == 4
     np.testing.assert_allclose(after, before, rtol=1e-4, atol=1e-5 * float(np.abs(before).max()))
-    assert result.spread_before > 50  # the 100x channel groups
+    assert result.spread_before > 30  # the 100x channel groups (median over the four pairs)
     assert result.spread_after < result.spread_before / 5
 
 
@@ -144,8 +149,9 @@ def test_embedded_card_follows_the_new_weights(tmp_path: Path) -> None:
     set_card(model, card)
     parent, equalized = tmp_path / "parent.onnx", tmp_path / "equalized.onnx"
     onnx.save(model, str(parent))
-    assert equalize_file(parent, equalized, "image", _batch(32, 2)).pairs == 3
-    x = _batch(8, 3)
+    x = _batch(32, 2)
+    assert equalize_file(parent, equalized, "image", x).pairs == 4
+    # compared on the calibration rows: across a Clip the function is kept there (and up to twice their range)
     np.testing.assert_allclose(
         load_backend(equalized, threads=1).run(x)["expression"],
         load_backend(parent, threads=1).run(x)["expression"],
@@ -160,7 +166,7 @@ def test_shared_weights_are_left_alone() -> None:
     model.graph.node.append(helper.make_node("Conv", ["image", "w0", "b0"], ["c0_again"], name="conv0_again"))
     model.graph.output.append(helper.make_tensor_value_info("c0_again", TensorProto.FLOAT, None))
     pairs = {(p.first.name, p.second.name) for p in find_pairs(model)}
-    assert pairs == {("dw1", "project2"), ("project2", "conv3")}
+    assert pairs == {("dw1", "project2"), ("project2", "conv3"), ("conv3", "conv4")}
     x = _batch(16, 4)
     before = _run(model, x)
     equalize_activations(model, "image", _batch(32, 2))
@@ -168,8 +174,8 @@ def test_shared_weights_are_left_alone() -> None:
 
 
 def test_a_changed_function_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Rescaling through an activation that is not positive-homogeneous (Clip) changes the model: the export's
-    faithfulness check refuses the copy (the exporter then quantizes the parent as it is)."""
+    """Rescaling through a Clip as if it were positive-homogeneous (its bound ignored) changes the model: the
+    export's faithfulness check refuses the copy (the exporter then quantizes the parent as it is)."""
     import edge_sdk_export.equalize as equalize
     from edge_sdk.errors import ArtifactError
     from edge_sdk_export.onnx_card import set_card
@@ -181,5 +187,80 @@ def test_a_changed_function_is_refused(tmp_path: Path, monkeypatch: pytest.Monke
     calib = _batch(32, 2)
     equalize.equalize_for_int8(parent, tmp_path / "fine.onnx", _card(), calib, fold_batchnorm=True)  # passes
     monkeypatch.setattr(equalize, "HOMOGENEOUS", (*equalize.HOMOGENEOUS, "Clip"))
+    monkeypatch.setattr(equalize, "clip_bound", lambda node, inits: None)
     with pytest.raises(ArtifactError, match="activation equalization.*not faithful"):
         equalize.equalize_for_int8(parent, tmp_path / "broken.onnx", _card(), calib, fold_batchnorm=False)
+
+
+def _relu6_net(constant_nodes: bool = False) -> onnx.ModelProto:
+    """image -> conv (a quarter of the channels 100x the others, and those pass 6) -> ReLU6 -> conv -> output;
+    ``constant_nodes``: the Clip's bounds are Constant nodes (as torch.onnx exports ReLU6), not initializers."""
+    rng = np.random.default_rng(5)
+    spread = np.where(np.arange(WIDE) % 4 == 0, 8.0, 0.08).astype(np.float32)
+    inits = {
+        "w0": rng.normal(0, 0.5, (WIDE, 3, 3, 3)).astype(np.float32) * spread[:, None, None, None],
+        "w1": rng.normal(0, 0.3, (4, WIDE, 1, 1)).astype(np.float32),
+        "lo": np.array(0.0, np.float32),
+        "hi": np.array(6.0, np.float32),
+    }
+    bounds = [
+        helper.make_node("Constant", [], [name], value=numpy_helper.from_array(inits.pop(name), name))
+        for name in (("lo", "hi") if constant_nodes else ())
+    ]
+    nodes = [
+        *bounds,
+        helper.make_node("Conv", ["image", "w0"], ["c0"], name="conv0", pads=[1, 1, 1, 1]),
+        helper.make_node("Clip", ["c0", "lo", "hi"], ["k0"], name="relu6"),
+        helper.make_node("Conv", ["k0", "w1"], ["c1"], name="conv1"),
+        helper.make_node("GlobalAveragePool", ["c1"], ["pooled"], name="pool"),
+        helper.make_node("Flatten", ["pooled"], ["out"], name="flat"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "relu6",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [None, 3, 16, 16])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [None, 4])],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.mark.parametrize("constant_nodes", [False, True])
+def test_relu6_pair_keeps_what_the_clip_cuts(constant_nodes: bool) -> None:
+    """Across a ReLU6 the scales are capped so no channel's calibration range passes 6 after rescaling: the
+    saturating channels are left as they are, the narrow ones widened, the function on the calibration crops the
+    same (the Clip cuts exactly what it cut before)."""
+    from edge_sdk_export.equalize import channel_ranges
+
+    model, calib = _relu6_net(constant_nodes), _batch(96, 2)
+    before = _run(model, calib)
+    ranges_before = channel_ranges(model, ["k0"], "image", calib)["k0"]
+    assert (ranges_before >= 6.0).sum() >= 1 and ranges_before.min() < 0.6  # saturating and narrow channels
+    result = equalize_activations(model, "image", calib)
+    assert result.pairs == 1 and result.spread_after < result.spread_before / 3
+    ranges_after = channel_ranges(model, ["k0"], "image", calib)["k0"]
+    assert ranges_after.max() <= 6.0 + 1e-5
+    saturated = ranges_before >= 6.0
+    np.testing.assert_allclose(ranges_after[saturated], ranges_before[saturated], rtol=1e-5)
+    assert (ranges_after[~saturated] > ranges_before[~saturated] * 1.5).all()
+    after = _run(model, calib)
+    np.testing.assert_allclose(after, before, rtol=1e-4, atol=1e-5 * float(np.abs(before).max()))
+
+
+@pytest.mark.parametrize(
+    ("inputs", "attributes", "bound"),
+    [
+        (["x", "zero", "six"], {}, 6.0),
+        (["x", "", "six"], {}, 6.0),  # no lower bound: min(x, 6), the same cap holds
+        (["x", "minus", "six"], {}, None),  # a negative lower bound is not a ReLU
+        (["x", "zero"], {}, None),  # no upper bound: a ReLU written as Clip (left alone)
+        (["x"], {"min": 0.0, "max": 6.0}, 6.0),  # opset < 11: bounds as attributes
+    ],
+)
+def test_clip_bound(inputs: list[str], attributes: dict[str, float], bound: float | None) -> None:
+    from edge_sdk_export.equalize import clip_bound
+
+    inits = {"zero": np.array(0.0, np.float32), "six": np.array(6.0, np.float32), "minus": np.array(-1.0, np.float32)}
+    assert clip_bound(helper.make_node("Clip", inputs, ["y"], **attributes), inits) == bound

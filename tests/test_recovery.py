@@ -223,3 +223,25 @@ def test_equalization_fixes_the_bad_layer_without_float_layers(fixture_model: tu
     assert _dq_fed(onnx.load(str(exported.files[0])), BAD_LAYER)
     row = _evaluate(job, exported, dict(DEFAULT_GATES))
     assert row.status == "passed", row.gates
+
+
+def test_openvino_quantizes_the_equalized_copy(fixture_model: tuple, tmp_path: Path) -> None:
+    """NNCF equalizes nothing itself: the openvino exporter hands it the activation-equalized FP32 copy, and the
+    spread channel that costs the plain IR its gates is fixed the same way as for the cpu file (measured on the
+    AMD EPYC, AVX2: expression agreement 0.55 -> 1.000, mean |dp| 0.148 -> 0.0009, no float layer)."""
+    pytest.importorskip("nncf")
+    from edge_sdk_export.exporters import export_openvino
+
+    folders = {name: tmp_path / name for name in ("equalized", "plain")}
+    for folder in folders.values():
+        folder.mkdir()
+    jobs = {
+        name: _job(fixture_model, folder, "openvino", 0, equalize=name == "equalized")
+        for name, folder in folders.items()
+    }
+    exported = {name: export_openvino(job) for name, job in jobs.items()}
+    assert exported["equalized"].checks["equalization"]["pairs"] >= 1
+    assert exported["plain"].checks["equalization"] == {"pairs": 0, "off": True}
+    rows = {name: _evaluate(jobs[name], exported[name], dict(DEFAULT_GATES)) for name in jobs}
+    assert rows["equalized"].status == "passed", rows["equalized"].gates
+    assert rows["equalized"].metrics["expression_mean_abs_dp"] < rows["plain"].metrics["expression_mean_abs_dp"]
