@@ -54,9 +54,14 @@ def _net(seed: int = 0) -> onnx.ModelProto:
         helper.make_node("GlobalAveragePool", ["s4"], ["pooled"], name="pool"),
         helper.make_node("Flatten", ["pooled"], ["out"], name="flat"),
     ]
+    return _model(nodes, inits, "spread")
+
+
+def _model(nodes: list[Any], inits: dict[str, np.ndarray], name: str) -> onnx.ModelProto:
+    """image [N, 3, 16, 16] -> ``nodes`` -> out [N, 4], opset 17, checked."""
     graph = helper.make_graph(
         nodes,
-        "spread",
+        name,
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, [None, 3, 16, 16])],
         [helper.make_tensor_value_info("out", TensorProto.FLOAT, [None, 4])],
         [numpy_helper.from_array(v, k) for k, v in inits.items()],
@@ -215,16 +220,7 @@ def _relu6_net(constant_nodes: bool = False) -> onnx.ModelProto:
         helper.make_node("GlobalAveragePool", ["c1"], ["pooled"], name="pool"),
         helper.make_node("Flatten", ["pooled"], ["out"], name="flat"),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "relu6",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [None, 3, 16, 16])],
-        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [None, 4])],
-        [numpy_helper.from_array(v, k) for k, v in inits.items()],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
+    return _model(nodes, inits, "relu6")
 
 
 @pytest.mark.parametrize("constant_nodes", [False, True])
