@@ -292,9 +292,9 @@ def equalize_for_int8(parent: Path, dst: Path, card: Any, calib_nchw: np.ndarray
     dst.parent.mkdir(parents=True, exist_ok=True)
     source = parent
     if fold_batchnorm:
-        from onnxruntime.quantization.shape_inference import quant_pre_process
+        from edge_sdk_export.quant_onnx import prepare_for_quantization
 
-        quant_pre_process(str(parent), str(dst), skip_symbolic_shape=True)
+        prepare_for_quantization(parent, dst)
         source = dst
     batch = np.ascontiguousarray(to_layout(calib_nchw, card), dtype=np.float32)
     result = equalize_file(source, dst, card.input.name, batch)

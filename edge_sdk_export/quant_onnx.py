@@ -85,11 +85,45 @@ class _BatchReader:
         return next(self._it, None)
 
 
+def name_unnamed_nodes(model: Any) -> int:
+    """Give every node without a name ``<op_type>:<first output>`` (in place); returns how many were named.
+
+    onnxruntime's ``quant_pre_process`` inlines ONNX functions into nodes without names (torch.onnx writes
+    HardSwish as a function: it becomes an unnamed HardSigmoid and Mul). Accuracy recovery can only keep a
+    named node in float and name it in the report, so unnamed nodes would stay INT8 whatever it tried. The
+    names come from tensor names, so the same parent gets the same names in every prepared copy.
+    """
+    taken = {node.name for node in model.graph.node if node.name}
+    named = 0
+    for node in model.graph.node:
+        if node.name:
+            continue
+        base = f"{node.op_type}:{node.output[0] if node.output else ''}"
+        name, suffix = base, 1
+        while name in taken:
+            name, suffix = f"{base}#{suffix}", suffix + 1
+        node.name = name
+        taken.add(name)
+        named += 1
+    return named
+
+
+def prepare_for_quantization(src: Path, dst: Path) -> None:
+    """onnxruntime's ``quant_pre_process`` of ``src`` into ``dst`` (BatchNorm folded into Conv, shapes inferred:
+    the graph ONNX Runtime and TensorRT will run), every node named (:func:`name_unnamed_nodes`)."""
+    import onnx
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
+    model = onnx.load(str(dst))
+    if name_unnamed_nodes(model):
+        onnx.save(model, str(dst))
+
+
 def quantize_qdq(fp32_onnx: Path, out_path: Path, card: ModelCard, calib: np.ndarray, scheme: QdqScheme) -> Path:
     """Write a QDQ INT8 copy of ``fp32_onnx`` calibrated on the NCHW float32 ``calib`` batch (fed to the model in
     its card's layout), card embedded."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from edge_sdk_export.onnx_io import to_layout
 
@@ -97,8 +131,7 @@ def quantize_qdq(fp32_onnx: Path, out_path: Path, card: ModelCard, calib: np.nda
     method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}[scheme.calibration]
     prepared = out_path.with_name(out_path.stem + ".prep.onnx")
     try:
-        # Folds BatchNorm into Conv and runs shape inference, so quantization sees the graph ORT/TRT will run.
-        quant_pre_process(str(fp32_onnx), str(prepared), skip_symbolic_shape=True)
+        prepare_for_quantization(fp32_onnx, prepared)
         quantize_static(
             str(prepared),
             str(out_path),
