@@ -10,17 +10,17 @@ card) and **int8 outputs** (the LiteRT backend dequantizes them with each tensor
 
 Accuracy recovery (:func:`recover_tflite`, the rpi analogue of :mod:`edge_sdk_export.recovery`): when the
 all-INT8 file misses a fidelity gate on the held-out faces, TensorFlow's ``QuantizationDebugger`` re-quantizes
-the same calibration with some ops *denylisted* (kept in float): first the weighted op producing each failing
-head's output (an int8 head rounds its logits to the output scale, so near-equal logits tie and argmax picks
-the first label), then the next weighted ops back from those outputs, one at a time, until every gate passes
-or ``--max-float-layers`` is spent. The debugger writes float32 input and outputs; the input is turned back to
-int8 with the all-INT8 file's scale/zero point (the card's), the outputs stay **float32** (a float head has no
-int8 output to hand over; the LiteRT backend reads a float output as is).
+the same calibration with some ops *denylisted* (kept in float): each weighted op alone first (its sensitivity),
+then the search of the QDQ targets (:func:`edge_sdk_export.recovery.search_float_layers`) until every gate
+passes or ``--max-float-layers`` is spent. The debugger writes float32 input and outputs; the input is turned
+back to int8 with the all-INT8 file's scale/zero point (the card's), the outputs stay **float32** (a float head
+has no int8 output to hand over; the LiteRT backend reads a float output as is).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 import time
 import warnings
@@ -324,16 +324,18 @@ def recover_tflite(
     inputs: TfliteRecoveryInputs,
     log_path: Path,
 ) -> tuple[Recovery, ModelCard]:
-    """Judge the all-INT8 ``.tflite`` at ``path``; when a gate fails, keep ops in float (denylisted in the
-    quantizer) until every gate passes or the budget is spent, and rewrite ``path`` with the mixed file.
+    """Judge the all-INT8 ``.tflite`` at ``path``; when a gate fails, keep weighted ops in float (denylisted in
+    the quantizer) until every gate passes or the budget is spent, and rewrite ``path`` with the mixed file.
 
-    Order tried: the weighted op producing each failing head's output (all at once), then the next weighted
-    ops back from those outputs, one more each step; once the gates pass, every kept op they do not need is
-    dropped again (backward pass). Returns what was done and the card of the file written
-    (float32 outputs when mixed); over budget the all-INT8 file stays and :attr:`Recovery.reason` says so.
+    The search is the QDQ one (:func:`edge_sdk_export.recovery.search_float_layers`): every weighted op feeding a
+    head is re-quantized alone in float and judged (one conversion each, about 2 s), ranked by
+    :func:`edge_sdk_export.recovery.rank_layers`, then added one per step judged beside those kept; once the
+    gates pass, every kept op they do not need is dropped again. Returns what was done and the card of the
+    file written (float32 outputs when mixed); over budget the all-INT8 file stays and :attr:`Recovery.reason`
+    says so.
     """
-    from edge_sdk_export.convert import _log_tail, _quiet, check_litert_loads
-    from edge_sdk_export.recovery import _head_kinds
+    from edge_sdk_export.convert import check_litert_loads
+    from edge_sdk_export.recovery import rank_layers, search_float_layers, sensitivity_entries
 
     start = time.perf_counter()
     inputs.work.mkdir(parents=True, exist_ok=True)
@@ -342,59 +344,22 @@ def recover_tflite(
     budget = max(0, int(inputs.settings.max_float_layers))
     if baseline.passed or budget == 0:
         return Recovery(budget, baseline, baseline, evaluations=judge.count, seconds=time.perf_counter() - start), card
-    logger.info("rpi recovery: all-INT8 misses %s; keeping head layers in float", "; ".join(baseline.failing))
+    logger.info("rpi recovery: all-INT8 misses %s; ranking ops left in float", "; ".join(baseline.failing))
     judge.inner.focus_on(baseline)
     baseline = judge.judge(path, card, ())
     int8_flat = path.read_bytes()
-    kinds = {k for m in baseline.failing_metrics for k in _head_kinds(m)}
-    heads = [h.output for h in card.heads if not kinds or h.kind in kinds] or [h.output for h in card.heads]
-    ordered = layers_back_from(int8_flat, heads)
-    head_layers = list(dict.fromkeys(found[0] for h in heads if (found := layers_back_from(int8_flat, [h]))))
-    steps = [head_layers] + [[n] for n in ordered if n not in head_layers]
-    kept: list[str] = []
-    best, best_flat, best_card = baseline, int8_flat, card
-    candidate = inputs.work / f"{path.stem}.candidate.tflite"
-    for step in steps:
-        if len(kept) + len(step) > budget:
-            break
-        kept += step
-        try:
-            with _quiet(log_path):
-                flat = _convert_mixed(saved_model, calib_nhwc, kept)
-        except Exception as exc:  # noqa: BLE001 (the converter raises many types; the all-INT8 file stays)
-            logger.warning("rpi recovery: converter refused %s in float: %s; %s", kept, exc, _log_tail(log_path))
-            break
-        candidate.write_bytes(flat)
-        try:
-            cand_card = _renamed_outputs(int8_flat, flat, card)
-        except ArtifactError as exc:
-            logger.warning("rpi recovery: %s in float: %s", kept, exc)
-            break
-        trial = judge.judge(candidate, cand_card, tuple(kept))
-        logger.info("rpi recovery: %d in float (+%s): %s", len(kept), step, "pass" if trial.passed else trial.failing)
-        if trial.passed or trial.key() <= best.key():
-            best, best_flat, best_card = trial, flat, cand_card
-        if trial.passed:
-            break
-    tried = tuple(kept)
-    if best.passed:  # drop again every kept op the gates do not need (the last one added was needed)
-        for name in reversed(best.float_layers[:-1]):
-            fewer = [n for n in best.float_layers if n != name]
-            try:
-                with _quiet(log_path):
-                    flat = _convert_mixed(saved_model, calib_nhwc, fewer)
-                candidate.write_bytes(flat)
-                cand_card = _renamed_outputs(int8_flat, flat, card)
-            except Exception:  # noqa: BLE001, S112 (keep the passing variant)
-                continue
-            trial = judge.judge(candidate, cand_card, tuple(fewer))
-            if trial.passed:
-                logger.info("rpi recovery: %s not needed after all", name)
-                best, best_flat, best_card = trial, flat, cand_card
+    mixed = _MixedVariants(
+        saved_model, calib_nhwc, int8_flat, card, judge, inputs.work / f"{path.stem}.candidate.tflite", log_path
+    )
+    singles = {name: mixed.trial([name]) for name in layers_back_from(int8_flat, [h.output for h in card.heads])}
+    ranked = rank_layers(singles, baseline)
+    best, tried = search_float_layers(ranked, mixed.trial, baseline, budget)
+    ranking = sensitivity_entries(singles, ranked)
     if not best.passed:
         logger.warning("rpi recovery: budget of %d float layers hit without passing every gate", budget)
         seconds = time.perf_counter() - start
-        return Recovery(budget, baseline, baseline, tried, (), {}, judge.count, seconds, best=best), card
+        return Recovery(budget, baseline, baseline, tried, ranking, {}, judge.count, seconds, best=best), card
+    best_flat, best_card = mixed.build(list(best.float_layers))
     int8_copy = inputs.work / f"{path.stem}.all_int8.tflite"
     int8_copy.write_bytes(int8_flat)
     path.write_bytes(best_flat)
@@ -403,7 +368,50 @@ def recover_tflite(
     logger.info("rpi recovery: kept in float %s (%s)", ", ".join(best.float_layers), cost)
     seconds = time.perf_counter() - start
     nodes = tuple(float_ops(best_flat))
-    return Recovery(budget, baseline, best, tried, (), cost, judge.count, seconds, float_nodes=nodes), best_card
+    return Recovery(budget, baseline, best, tried, ranking, cost, judge.count, seconds, float_nodes=nodes), best_card
+
+
+class _MixedVariants:
+    """Builds and judges mixed-precision variants of one all-INT8 file (``trial``: memoized per op set)."""
+
+    def __init__(
+        self,
+        saved_model: Path,
+        calib_nhwc: np.ndarray,
+        int8_flat: bytes,
+        card: ModelCard,
+        judge: _TfliteJudge,
+        candidate: Path,
+        log_path: Path,
+    ) -> None:
+        self.saved_model, self.calib_nhwc, self.int8_flat, self.card = saved_model, calib_nhwc, int8_flat, card
+        self.judge, self.candidate, self.log_path = judge, candidate, log_path
+        self.trials: dict[tuple[str, ...], Trial] = {}
+
+    def build(self, float_nodes: list[str]) -> tuple[bytes, ModelCard]:
+        """The mixed file with ``float_nodes`` in float and its card (raises when the converter refuses)."""
+        from edge_sdk_export.convert import _quiet
+
+        with _quiet(self.log_path):
+            flat = _convert_mixed(self.saved_model, self.calib_nhwc, float_nodes)
+        return flat, _renamed_outputs(self.int8_flat, flat, self.card)
+
+    def trial(self, float_nodes: list[str]) -> Trial:
+        """The judged variant; one that cannot be built is a failing trial with infinite error (logged)."""
+        from edge_sdk_export.convert import _log_tail
+
+        key = tuple(float_nodes)
+        if key not in self.trials:
+            try:
+                flat, card = self.build(float_nodes)
+            except Exception as exc:  # noqa: BLE001 (the converter raises many types; the variant is skipped)
+                logger.warning("rpi recovery: %s in float refused: %s; %s", key, exc, _log_tail(self.log_path))
+                refused = ("the TFLite converter could not keep these ops in float",)
+                self.trials[key] = Trial(key, {}, False, math.inf, math.inf, refused)
+            else:
+                self.candidate.write_bytes(flat)
+                self.trials[key] = self.judge.judge(self.candidate, card, key)
+        return self.trials[key]
 
 
 def _cost(

@@ -32,6 +32,7 @@ far it can fit that set, and the report lists every kept layer and its cost.
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -522,18 +523,8 @@ def recover_qdq(
     floats = FloatReference.of(parent)
     layers = quantized_layers(model)
     singles = {name: judge.judge(keep_in_float(model, [name], floats), [name]) for name in layers}
-    # Passing alone first, then the smallest error on the failing heads: top-1 agreement moves one face at a
-    # time, so the continuous error ranks layers more steadily than the gates' shortfall.
-    ranked = [
-        name
-        for name in sorted(layers, key=lambda n: (not singles[n].passed, singles[n].error))
-        if singles[name].key() < baseline.key() or singles[name].error < baseline.error  # helps in some way
-    ]
-    ranking = tuple(
-        {"layer": name, "deficit": round(singles[name].deficit, 4), "error": round(singles[name].error, 6)}
-        | {"passes_alone": singles[name].passed}
-        for name in ranked[:RANKING_SHOWN]
-    )
+    ranked = rank_layers(singles, baseline)
+    ranking = sensitivity_entries(singles, ranked)
 
     def trial_of(layers: list[str]) -> Trial:
         return singles[layers[0]] if len(layers) == 1 else judge.judge(keep_in_float(model, layers, floats), layers)
@@ -556,6 +547,26 @@ def recover_qdq(
     return Recovery(budget, baseline, best, tried, ranking, cost, judge.count, seconds, float_nodes=nodes)
 
 
+def rank_layers(singles: dict[str, Trial], baseline: Trial) -> list[str]:
+    """Layer names by their one-at-a-time trials (``singles``): passing alone first, then the smallest error on the
+    failing heads (top-1 agreement moves one face at a time, so the continuous error ranks layers more steadily
+    than the gates' shortfall); a layer that helps in no way against ``baseline`` is left out."""
+    return [
+        name
+        for name in sorted(singles, key=lambda n: (not singles[n].passed, singles[n].error))
+        if singles[name].key() < baseline.key() or singles[name].error < baseline.error
+    ]
+
+
+def sensitivity_entries(singles: dict[str, Trial], ranked: Sequence[str]) -> tuple[dict[str, Any], ...]:
+    """The report's ``sensitivity`` list: the :data:`RANKING_SHOWN` first ranked layers with their trials."""
+    return tuple(
+        {"layer": name, "deficit": round(singles[name].deficit, 4), "error": round(singles[name].error, 6)}
+        | {"passes_alone": singles[name].passed}
+        for name in ranked[:RANKING_SHOWN]
+    )
+
+
 def search_float_layers(
     ranked: Sequence[str], trial_of: Callable[[list[str]], Trial], baseline: Trial, budget: int
 ) -> tuple[Trial, tuple[str, ...]]:
@@ -569,6 +580,8 @@ def search_float_layers(
     while len(kept) < min(budget, len(ranked)):
         pool = [name for name in ranked if name not in kept][:SEARCH_WIDTH]
         trial = min((trial_of([*kept, name]) for name in pool), key=lambda t: (not t.passed, t.key()))
+        if not math.isfinite(trial.error):  # no candidate could be built (a converter refused them all)
+            break
         kept = list(trial.float_layers)
         logger.info("recovery: %d in float (+%s): %s", len(kept), kept[-1], "pass" if trial.passed else trial.failing)
         if trial.key() <= best.key() or trial.passed:

@@ -1,8 +1,8 @@
 """Accuracy recovery for the rpi target's full-integer ``.tflite`` (edge_sdk_export.quant_tflite.recover_tflite).
 
 On the tiny 4-head test network with a gate on the valence/arousal head's CCC: the all-INT8 file is
-judged, the op producing the failing head is kept in float through TensorFlow's QuantizationDebugger
-(denylisted), and the mixed file must be closer to FP32, keep the card's int8 input (same scale/zero point),
+judged, each weighted op is re-quantized alone in float through TensorFlow's QuantizationDebugger
+(denylisted) and ranked, the best kept, and the mixed file must be closer to FP32, keep the card's int8 input (same scale/zero point),
 have float32 outputs, load in a child and through the LiteRT backend with its sidecar card. A gate between
 the two errors must then pass with exactly that one layer in float; an unreachable gate spends the budget,
 keeps the all-INT8 file and says why.
@@ -61,6 +61,8 @@ def test_unreachable_gate_spends_the_budget_and_keeps_the_int8_file(tiny: dict) 
     assert float_ops(path.read_bytes()) == []  # all-INT8 file kept
     assert recovery.reason is not None and "--max-float-layers 1" in recovery.reason
     assert len(recovery.tried) == 1 and recovery.best is not None
+    ranked = [entry["layer"] for entry in recovery.ranking]  # every weighted op was judged alone and ranked
+    assert recovery.tried[0] in ranked and recovery.evaluations > len(ranked)
     # the head in float is closer to FP32 than all-INT8 (the mechanism the passing case relies on)
     before = recovery.baseline.metrics["va_ccc"]
     after = recovery.best.metrics["va_ccc"]
@@ -68,7 +70,7 @@ def test_unreachable_gate_spends_the_budget_and_keeps_the_int8_file(tiny: dict) 
     tiny["errors"] = (before, after)
 
 
-def test_head_in_float_passes_a_gate_all_int8_misses(tiny: dict) -> None:
+def test_one_op_in_float_passes_a_gate_all_int8_misses(tiny: dict) -> None:
     from ai_edge_litert.interpreter import Interpreter
 
     from edge_sdk.backend import load_backend
@@ -86,7 +88,7 @@ def test_head_in_float_passes_a_gate_all_int8_misses(tiny: dict) -> None:
     assert float_ops(flat) == list(recovery.float_layers)
     ops = tflite_ops(flat)
     weighted = [op for op in ops if op["op"] in WEIGHTED_OPS]
-    assert sum(op["input_dtypes"][0] == "float32" for op in weighted) == 1  # only the head: the rest stays int8
+    assert sum(op["input_dtypes"][0] == "float32" for op in weighted) == 1  # only the kept op: the rest stays int8
     interpreter = Interpreter(model_content=flat)
     (inp,) = interpreter.get_input_details()
     assert np.dtype(inp["dtype"]) == np.int8
