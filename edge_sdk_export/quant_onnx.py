@@ -123,8 +123,10 @@ def prepare_for_quantization(src: Path, dst: Path) -> None:
 def quantize_qdq(fp32_onnx: Path, out_path: Path, card: ModelCard, calib: np.ndarray, scheme: QdqScheme) -> Path:
     """Write a QDQ INT8 copy of ``fp32_onnx`` calibrated on the NCHW float32 ``calib`` batch (fed to the model in
     its card's layout), card embedded."""
+    import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+    from edge_sdk_export.equalize import EQUALIZE_UNSCALE_PREFIX
     from edge_sdk_export.onnx_io import to_layout
 
     activation_type = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}[scheme.activation]
@@ -132,6 +134,7 @@ def quantize_qdq(fp32_onnx: Path, out_path: Path, card: ModelCard, calib: np.nda
     prepared = out_path.with_name(out_path.stem + ".prep.onnx")
     try:
         prepare_for_quantization(fp32_onnx, prepared)
+        unscaling = [n.name for n in onnx.load(str(prepared)).graph.node if n.name.startswith(EQUALIZE_UNSCALE_PREFIX)]
         quantize_static(
             str(prepared),
             str(out_path),
@@ -142,6 +145,7 @@ def quantize_qdq(fp32_onnx: Path, out_path: Path, card: ModelCard, calib: np.nda
             weight_type={"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}[scheme.weights],
             reduce_range=scheme.reduce_range,
             calibrate_method=method,
+            nodes_to_exclude=unscaling,  # per-channel constants of activation equalization (edge_sdk_export.equalize)
             extra_options={
                 "ActivationSymmetric": scheme.symmetric_activations,
                 "WeightSymmetric": scheme.weights == "int8",
@@ -152,8 +156,6 @@ def quantize_qdq(fp32_onnx: Path, out_path: Path, card: ModelCard, calib: np.nda
         raise ArtifactError(f"{fp32_onnx}: ONNX Runtime static quantization failed: {str(exc)[:300]}") from None
     finally:
         prepared.unlink(missing_ok=True)
-    import onnx
-
     model = onnx.load(str(out_path))
     drop_output_qdq(model)
     shorten_tensor_names(model)

@@ -2,10 +2,10 @@
 
 On the tiny 4-head test network with a gate on the valence/arousal head's CCC: the all-INT8 file is
 judged, each weighted op is re-quantized alone in float through TensorFlow's QuantizationDebugger
-(denylisted) and ranked, the best kept, and the mixed file must be closer to FP32, keep the card's int8 input (same scale/zero point),
-have float32 outputs, load in a child and through the LiteRT backend with its sidecar card. A gate between
-the two errors must then pass with exactly that one layer in float; an unreachable gate spends the budget,
-keeps the all-INT8 file and says why.
+(denylisted) and ranked, the best kept, and the mixed file must be closer to FP32, keep the card's int8
+input (same scale/zero point), have float32 outputs, load in a child and through the LiteRT backend with its
+sidecar card. A gate between the two errors must then pass with exactly that one layer in float; an
+unreachable gate spends the budget, keeps the all-INT8 file and says why.
 """
 
 from __future__ import annotations
