@@ -287,25 +287,31 @@ def _hardswish_net() -> onnx.ModelProto:
     return _model(nodes, inits, "hardswish")
 
 
-def test_hardswish_pair_is_rescaled_exactly_and_its_gate_stays_float(tmp_path: Path) -> None:
-    """After onnxruntime's pre-processing (HardSwish -> HardSigmoid + Mul) the conv0 -> dw1 pair is rescaled, the
-    gate reads its unscaled input through a Mul that the QDQ quantizer leaves in float, and INT8 gets closer."""
+@pytest.mark.parametrize("prepared", [True, False], ids=["written-out", "one-op"])
+def test_hardswish_pair_is_rescaled_exactly_and_its_gate_stays_float(tmp_path: Path, prepared: bool) -> None:
+    """The conv0 -> dw1 pair is rescaled, whether HardSwish is one op (what onnx2tf converts for TFLite) or written
+    out by onnxruntime's pre-processing (HardSigmoid + Mul: what the QDQ quantizer reads); the gate reads its
+    unscaled input through a Mul that the QDQ quantizer leaves in float, and INT8 gets closer to FP32."""
     from edge_sdk_export.equalize import EQUALIZE_UNSCALE_PREFIX
     from edge_sdk_export.quant_onnx import prepare_for_quantization
 
-    original, prepared = tmp_path / "original.onnx", tmp_path / "prepared.onnx"
+    original, source = tmp_path / "original.onnx", tmp_path / "source.onnx"
     onnx.save(_hardswish_net(), str(original))
-    assert all(p.first.name != "conv0" for p in find_pairs(_hardswish_net()))  # a HardSwish node: not a pair
-    prepare_for_quantization(original, prepared)
-    pairs = find_pairs(onnx.load(str(prepared)))
+    if prepared:
+        prepare_for_quantization(original, source)
+    else:
+        source = original
+    pairs = find_pairs(onnx.load(str(source)))
+    gate = "HardSigmoid" if prepared else "HardSwish"
     assert {(p.first.name, p.second.name, p.depthwise, getattr(p.gate, "op_type", None)) for p in pairs} == {
-        ("conv0", "dw1", True, "HardSigmoid"),
+        ("conv0", "dw1", True, gate),
         ("dw1", "project2", False, None),
     }
     calib, x = _batch(96, 2), _batch(64, 3)
     equalized = tmp_path / "equalized.onnx"
-    result = equalize_file(prepared, equalized, "image", calib)
+    result = equalize_file(source, equalized, "image", calib)
     assert result.pairs == 2 and result.spread_after < result.spread_before / 3
+    assert not any(n.op_type == "HardSwish" for n in onnx.load(str(equalized)).graph.node)
     reference = _run(original, x)
     np.testing.assert_allclose(_run(equalized, x), reference, rtol=1e-4, atol=1e-5 * float(np.abs(reference).max()))
     unscale = [n for n in onnx.load(str(equalized)).graph.node if n.name.startswith(EQUALIZE_UNSCALE_PREFIX)]
