@@ -80,7 +80,7 @@ class Pair:
     tensor: str  # the tensor B reads (A's output, or the activation's)
     depthwise: bool
     bound: float | None = None  # the activation is a Clip with this upper bound (scales capped, see above)
-    gate: Any | None = None  # HardSwish written as HardSigmoid (this node) and Mul: its input is unscaled
+    gate: Any | None = None  # the HardSwish op, or the HardSigmoid of one written out: it reads unscaled input
 
 
 @dataclass(frozen=True)
