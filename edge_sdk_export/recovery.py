@@ -96,7 +96,7 @@ class Recovery:
     budget: int
     baseline: Trial  # the all-INT8 file
     final: Trial  # the file written (== baseline when nothing was kept in float)
-    tried: tuple[str, ...] = ()  # layers kept in float at some step, in ranked order
+    tried: tuple[str, ...] = ()  # layers kept in float at some step, in the order the search added them
     ranking: tuple[dict[str, Any], ...] = ()  # the most sensitive layers, one-at-a-time in float
     cost: dict[str, Any] = field(default_factory=dict)  # size/latency of the mixed file vs the all-INT8 one
     evaluations: int = 0
