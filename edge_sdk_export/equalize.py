@@ -42,9 +42,8 @@ spread of ``y`` up to 343x the median -> 18x) the all-INT8 cpu file went from AU
 -> 0.987.
 
 Other pairs (grouped convolutions, tensors read twice such as residual adds or squeeze-excitation inputs) are
-left alone. The
-pass is the same for every model; it runs on the FP32 graph the quantizers read, and float layers of a mixed-
-precision file take their weights from that same equalized graph.
+left alone. The pass is the same for every model; it runs on the FP32 graph the quantizers read, and float
+layers of a mixed-precision file take their weights from that same equalized graph.
 """
 
 from __future__ import annotations
@@ -81,6 +80,12 @@ class Pair:
     depthwise: bool
     bound: float | None = None  # the activation is a Clip with this upper bound (scales capped, see above)
     gate: Any | None = None  # the HardSwish op, or the HardSigmoid of one written out: it reads unscaled input
+
+    @property
+    def ranged(self) -> str:
+        """The tensor whose channel ranges choose the scales: A's output for a HardSwish pair (what the gate
+        reads), else the tensor B reads."""
+        return self.first.output[0] if self.gate is not None else self.tensor
 
 
 @dataclass(frozen=True)
@@ -269,9 +274,7 @@ def equalize_activations(model: Any, input_name: str, batch: np.ndarray) -> Equa
     pairs = find_pairs(model)
     if not pairs:
         return Equalization(0, 1.0, 1.0)
-    # a HardSwish pair is scaled by its input's ranges (what the Conv writes and the gate reads)
-    measured = {id(p): p.first.output[0] if p.gate is not None else p.tensor for p in pairs}
-    ranges = channel_ranges(model, list(dict.fromkeys(measured.values())), input_name, batch)
+    ranges = channel_ranges(model, list(dict.fromkeys(p.ranged for p in pairs)), input_name, batch)
     inits = {i.name: i for i in model.graph.initializer}
 
     def array(name: str) -> np.ndarray:
@@ -284,7 +287,7 @@ def equalize_activations(model: Any, input_name: str, batch: np.ndarray) -> Equa
     replaced: dict[str, list[Any]] = {}  # gate's output tensor -> the nodes that take the gate's place
     for pair in pairs:
         first_w, second_w = array(pair.first.input[1]), array(pair.second.input[1])
-        channel_range = ranges[measured[id(pair)]]
+        channel_range = ranges[pair.ranged]
         scales = pair_scales(pair, channel_range, second_w)
         shape = (-1,) + (1,) * (first_w.ndim - 1)
         store(pair.first.input[1], first_w / scales.reshape(shape))

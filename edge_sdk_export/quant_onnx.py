@@ -108,9 +108,10 @@ def name_unnamed_nodes(model: Any) -> int:
     return named
 
 
-def prepare_for_quantization(src: Path, dst: Path) -> None:
+def prepare_for_quantization(src: Path, dst: Path) -> Any:
     """onnxruntime's ``quant_pre_process`` of ``src`` into ``dst`` (BatchNorm folded into Conv, shapes inferred:
-    the graph ONNX Runtime and TensorRT will run), every node named (:func:`name_unnamed_nodes`)."""
+    the graph ONNX Runtime and TensorRT will run), every node named (:func:`name_unnamed_nodes`); returns the
+    prepared ``onnx.ModelProto`` as written."""
     import onnx
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -118,6 +119,7 @@ def prepare_for_quantization(src: Path, dst: Path) -> None:
     model = onnx.load(str(dst))
     if name_unnamed_nodes(model):
         onnx.save(model, str(dst))
+    return model
 
 
 def quantize_qdq(fp32_onnx: Path, out_path: Path, card: ModelCard, calib: np.ndarray, scheme: QdqScheme) -> Path:
@@ -133,8 +135,8 @@ def quantize_qdq(fp32_onnx: Path, out_path: Path, card: ModelCard, calib: np.nda
     method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}[scheme.calibration]
     prepared = out_path.with_name(out_path.stem + ".prep.onnx")
     try:
-        prepare_for_quantization(fp32_onnx, prepared)
-        unscaling = [n.name for n in onnx.load(str(prepared)).graph.node if n.name.startswith(EQUALIZE_UNSCALE_PREFIX)]
+        nodes = prepare_for_quantization(fp32_onnx, prepared).graph.node
+        unscaling = [n.name for n in nodes if n.name.startswith(EQUALIZE_UNSCALE_PREFIX)]
         quantize_static(
             str(prepared),
             str(out_path),

@@ -250,15 +250,11 @@ class FloatReference:
     @classmethod
     def of(cls, parent: Path) -> FloatReference | None:
         """Rebuild the prepared graph of ``parent`` (None, logged, when onnxruntime cannot)."""
-        import onnx
-
         from edge_sdk_export.quant_onnx import prepare_for_quantization
 
         try:
             with tempfile.TemporaryDirectory(prefix="edge-sdk-recovery-") as tmp:
-                prepared = Path(tmp) / "prepared.onnx"
-                prepare_for_quantization(parent, prepared)
-                return cls(onnx.load(str(prepared)))
+                return cls(prepare_for_quantization(parent, Path(tmp) / "prepared.onnx"))
         except Exception as exc:  # onnxruntime raises several types; recovery still works from the QDQ file
             logger.warning("recovery: FP32 graph of %s unavailable (%s); float layers use INT8 weights", parent, exc)
             return None
