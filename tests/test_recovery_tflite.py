@@ -17,7 +17,7 @@ import pytest
 
 from edge_sdk.contract.card import ExportInfo, ModelCard
 from edge_sdk_export.fidelity import Gate
-from edge_sdk_export.recovery import RecoverySettings
+from edge_sdk_export.recovery import EXPLORE_FACTOR, RecoverySettings
 from tests.model_factory import build_multitask_onnx, multitask_card
 
 SIZE = 32
@@ -60,8 +60,8 @@ def test_unreachable_gate_spends_the_budget_and_keeps_the_int8_file(tiny: dict) 
     assert recovery is not None and recovery.needed and not recovery.passed
     assert float_ops(path.read_bytes()) == []  # all-INT8 file kept
     assert recovery.reason is not None and "--max-float-layers 1" in recovery.reason
-    assert len(recovery.tried) == 1 and recovery.best is not None
-    ranked = [entry["layer"] for entry in recovery.ranking]  # every weighted op was judged alone and ranked
+    assert 1 <= len(recovery.tried) <= EXPLORE_FACTOR and recovery.best is not None
+    ranked = [entry["layer"] for entry in recovery.ranking]  # every weighted op was judged alone in INT8, ranked
     assert recovery.tried[0] in ranked and recovery.evaluations > len(ranked)
     # the head in float is closer to FP32 than all-INT8 (the mechanism the passing case relies on)
     before = recovery.baseline.metrics["va_ccc"]
