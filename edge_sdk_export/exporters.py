@@ -126,7 +126,7 @@ def export_cpu(job: ExportJob) -> Exported:
 
 def export_openvino(job: ExportJob) -> Exported:
     """OpenVINO IR INT8 via NNCF from the activation-equalized FP32 model; accuracy-controlled when ``max_drop``
-    is set, else with the fewest layers (ranked by NNCF's accuracy control) left in float when the all-INT8 IR
+    is set, else with the fewest activation tensors (else NNCF-ranked layers) left in float when the all-INT8 IR
     misses a gate (:mod:`edge_sdk_export.recovery_openvino`).
 
     The IR is also judged on the int8 kernels of smaller x86 CPUs this one reaches by capping oneDNN's ISA
