@@ -393,7 +393,7 @@ def recover_tflite(
 
 
 class _MixedVariants:
-    """Builds and judges mixed-precision variants of one all-INT8 file (``trial``: memoized per op set)."""
+    """Builds and judges mixed-precision variants of one all-INT8 file (the search judges each op set once)."""
 
     def __init__(
         self,
@@ -407,7 +407,6 @@ class _MixedVariants:
     ) -> None:
         self.saved_model, self.calib_nhwc, self.int8_flat, self.card = saved_model, calib_nhwc, int8_flat, card
         self.judge, self.candidate, self.log_path = judge, candidate, log_path
-        self.trials: dict[tuple[str, ...], Trial] = {}
         self.members = layer_members(int8_flat)
 
     def build(self, layers: list[str]) -> tuple[bytes, ModelCard]:
@@ -425,17 +424,14 @@ class _MixedVariants:
         from edge_sdk_export.convert import _log_tail
 
         key = tuple(layers)
-        if key not in self.trials:
-            try:
-                flat, card = self.build(layers)
-            except Exception as exc:  # noqa: BLE001 (the converter raises many types; the variant is skipped)
-                logger.warning("rpi recovery: %s in float refused: %s; %s", key, exc, _log_tail(self.log_path))
-                refused = ("the TFLite converter could not keep these ops in float",)
-                self.trials[key] = Trial(key, {}, False, math.inf, math.inf, refused)
-            else:
-                self.candidate.write_bytes(flat)
-                self.trials[key] = self.judge.judge(self.candidate, card, key)
-        return self.trials[key]
+        try:
+            flat, card = self.build(layers)
+        except Exception as exc:  # noqa: BLE001 (the converter raises many types; the variant is skipped)
+            logger.warning("rpi recovery: %s in float refused: %s; %s", key, exc, _log_tail(self.log_path))
+            refused = ("the TFLite converter could not keep these ops in float",)
+            return Trial(key, {}, False, math.inf, math.inf, refused)
+        self.candidate.write_bytes(flat)
+        return self.judge.judge(self.candidate, card, key)
 
 
 def _cost(

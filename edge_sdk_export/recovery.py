@@ -532,13 +532,9 @@ def recover_qdq(
     judge.focus_on(baseline)
     baseline = judge.judge(model, ())  # its error on the failing heads only
     floats = FloatReference.of(parent)
-    trials: dict[tuple[str, ...], Trial] = {}
 
     def trial_of(layers: list[str]) -> Trial:
-        key = tuple(layers)
-        if key not in trials:
-            trials[key] = judge.judge(keep_in_float(model, layers, floats), layers)
-        return trials[key]
+        return judge.judge(keep_in_float(model, layers, floats), layers)
 
     best, tried, ranking = find_float_layers(quantized_layers(model), trial_of, baseline, budget)
     if not best.passed:
@@ -559,13 +555,22 @@ def recover_qdq(
 
 
 def find_float_layers(
-    layers: Sequence[str], trial_of: Callable[[list[str]], Trial], baseline: Trial, budget: int
+    layers: Sequence[str], judge_variant: Callable[[list[str]], Trial], baseline: Trial, budget: int
 ) -> tuple[Trial, tuple[str, ...], tuple[dict[str, Any], ...]]:
-    """The whole search of :func:`recover_qdq` over ``layers``, whatever judges them (``trial_of(kept)`` judges
+    """The whole search of :func:`recover_qdq` over ``layers``, whatever judges them (``judge_variant(kept)`` judges
     the file with ``kept`` in float; the TFLite recovery passes its own): damage order first, benefit order when
     that does not pass within ``budget`` (see the module docstring). Returns the trial kept (passing within the
     budget, or the closest: a pass over the budget is returned failing, its message naming the count), the layers
-    its search tried in order, and the report's ``sensitivity`` entries (the damage ranking)."""
+    its search tried in order, and the report's ``sensitivity`` entries (the damage ranking). Each layer set is
+    judged once (the two orders and the backward pass meet the same sets)."""
+    judged: dict[tuple[str, ...], Trial] = {}
+
+    def trial_of(kept: list[str]) -> Trial:
+        key = tuple(kept)
+        if key not in judged:
+            judged[key] = judge_variant(kept)
+        return judged[key]
+
     explore = budget * EXPLORE_FACTOR
     damage = {name: trial_of([other for other in layers if other != name]) for name in layers}
     by_damage = rank_by_damage(damage)

@@ -97,7 +97,7 @@ def recover_openvino(
     kept = variants.build(best.float_layers, folder / "float_tensors.xml") if best.passed else None
     if kept is None:
         logger.info("openvino recovery: no quantizer set within %d passes; ranking layers with NNCF", budget)
-        nncf_best, kept, ranked = nncf_ranked_search(xml, card, heldout_ref, judge, budget, quantize, folder)
+        nncf_best, kept, ranked = nncf_ranked_search(xml, card, heldout_ref, judge, baseline, budget, quantize, folder)
         if kept is not None or nncf_best.key() < best.key():
             best, tried, ranking = nncf_best, ranked, ()
     seconds = time.perf_counter() - start
@@ -116,7 +116,7 @@ def recover_openvino(
 
 
 class FakeQuantizeVariants:
-    """Variants of one INT8 IR with some activation ``FakeQuantize`` nodes removed (``trial``: memoized)."""
+    """Variants of one INT8 IR with some activation ``FakeQuantize`` nodes removed (``trial`` judges one)."""
 
     def __init__(self, xml: Path, judge: Any, candidate: Path) -> None:
         import openvino as ov
@@ -128,7 +128,6 @@ class FakeQuantizeVariants:
             if op.get_type_name() == "FakeQuantize" and not _is_constant(op.input_value(0).get_node())
         ]
         self.judge, self.candidate = judge, candidate
-        self.trials: dict[tuple[str, ...], Trial] = {}
 
     def build(self, layers: Sequence[str], out_xml: Path) -> Path:
         """Write the IR with the quantizers named in ``layers`` removed (their input passed on as is)."""
@@ -146,10 +145,7 @@ class FakeQuantizeVariants:
         return out_xml
 
     def trial(self, layers: list[str]) -> Trial:
-        key = tuple(layers)
-        if key not in self.trials:
-            self.trials[key] = self.judge.judge(self.build(layers, self.candidate), key)
-        return self.trials[key]
+        return self.judge.judge(self.build(layers, self.candidate), layers)
 
 
 def _is_constant(node: Any) -> bool:
@@ -163,20 +159,22 @@ def nncf_ranked_search(
     card: ModelCard,
     heldout_ref: HeadOutputs,
     judge: Any,
+    baseline: Trial,
     budget: int,
     quantize: Callable[..., Path],
     folder: Path,
 ) -> tuple[Trial, Path | None, tuple[str, ...]]:
     """Step 2 of the module docstring: NNCF's accuracy control ranks the layers; the IR is quantized again with
-    the first 1, 2, ... left out until every gate passes. Returns the best trial, the passing IR (None when none
-    passed within ``budget``) and the ranked layers tried."""
+    the first 1, 2, ... left out until every gate passes. ``baseline`` is ``judge``'s trial of the all-INT8 IR at
+    ``xml``. Returns the best trial, the passing IR (None when none passed within ``budget``) and the ranked layers
+    tried."""
     from edge_sdk_export.fidelity import gate_score, score_on_rows
 
     with _RevertLog() as reverted:
         score = score_on_rows(card, heldout_ref, partial(gate_score, gates=judge.gates))
         ranking = quantize(folder / "ranking.xml", validation=(judge.heldout, score), max_iterations=budget)
     ranked = ranked_layers(reverted.layers, ranking, xml)[:budget]
-    best = judge.judge(xml, ())
+    best = baseline
     for count in range(1, len(ranked) + 1):
         layers = tuple(ranked[:count])
         candidate = quantize(folder / f"float{count}.xml", float_layers=layers)

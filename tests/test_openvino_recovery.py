@@ -123,7 +123,8 @@ def nncf_ranked(net: dict, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
     xml = quantize_openvino(net["onnx"], folder / "m.xml", net["card"], net["calib"])
     settings = RecoverySettings(8, STRICT, threads=1, latency_runs=3)
     judge = _ir_judge(net["card"], net["heldout"], net["ref"], settings, folder / "w")
-    result = nncf_ranked_search(xml, net["card"], net["ref"], judge, 8, _again(net), folder)
+    baseline = judge.judge(xml, ())
+    result = nncf_ranked_search(xml, net["card"], net["ref"], judge, baseline, 8, _again(net), folder)
     return xml, folder, result
 
 
